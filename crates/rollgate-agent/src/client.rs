@@ -1,0 +1,197 @@
+//! The agent's HTTPS client: mutual TLS with its own certificate, the server's CA as the only
+//! root, and fail-over across several server URLs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rollgate_wire::{EnrollRequest, EnrollResponse, ErrorBody, Inventory, Report, WorkResponse};
+
+/// Why a request did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiFailure {
+    /// The server could not be reached or the connection broke; worth retrying.
+    #[error("server unreachable: {0}")]
+    Network(String),
+    /// The server answered with an error; retrying the same request will not help.
+    #[error("server refused ({status}, {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable code from the error body.
+        code: String,
+        /// Message from the error body.
+        message: String,
+    },
+    /// The server failed (5xx); worth retrying.
+    #[error("server error ({status}): {message}")]
+    Server {
+        /// HTTP status.
+        status: StatusCode,
+        /// Message.
+        message: String,
+    },
+}
+
+/// The result of a poll.
+#[derive(Debug)]
+pub enum Poll {
+    /// Nothing changed since the ETag the agent sent.
+    NotModified,
+    /// The current work and its ETag.
+    Work(WorkResponse, Option<String>),
+}
+
+/// An HTTPS client for one agent.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    servers: Vec<String>,
+    current: AtomicUsize,
+}
+
+/// How long to wait for a connection: short, so fail-over to the next server is quick.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn builder(ca_pem: &str) -> anyhow::Result<reqwest::ClientBuilder> {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
+    Ok(reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .https_only(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("rollgate-agent/", env!("CARGO_PKG_VERSION"))))
+}
+
+async fn error_of(response: reqwest::Response) -> ApiFailure {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.error.code, body.error.message),
+        Err(_) => ("unknown".to_string(), text.chars().take(500).collect()),
+    };
+    if status.is_server_error() {
+        ApiFailure::Server { status, message }
+    } else {
+        ApiFailure::Refused { status, code, message }
+    }
+}
+
+fn network(err: reqwest::Error) -> ApiFailure {
+    ApiFailure::Network(format!("{err:#}"))
+}
+
+impl Client {
+    /// A client without a client certificate, for enrollment only.
+    pub fn anonymous(servers: Vec<String>, ca_pem: &str) -> anyhow::Result<Client> {
+        Ok(Client { http: builder(ca_pem)?.build()?, servers, current: AtomicUsize::new(0) })
+    }
+
+    /// A client that presents the agent's certificate.
+    pub fn with_identity(servers: Vec<String>, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<Client> {
+        let identity = reqwest::Identity::from_pem(format!("{cert_pem}\n{key_pem}").as_bytes())?;
+        Ok(Client { http: builder(ca_pem)?.identity(identity).build()?, servers, current: AtomicUsize::new(0) })
+    }
+
+    fn base(&self) -> &str {
+        let i = self.current.load(Ordering::Relaxed) % self.servers.len().max(1);
+        self.servers.get(i).map_or("", String::as_str)
+    }
+
+    fn fail_over(&self) {
+        if self.servers.len() > 1 {
+            self.current.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("switching to server {}", self.base());
+        }
+    }
+
+    /// Sends a request built by `make` to the current server, moving to the next server on a
+    /// network failure (once around the list).
+    async fn send(
+        &self,
+        make: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiFailure> {
+        let mut last = None;
+        for _ in 0..self.servers.len().max(1) {
+            match make(&self.http, self.base()).send().await {
+                Ok(response) => return Ok(response),
+                Err(err) => {
+                    last = Some(network(err));
+                    self.fail_over();
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ApiFailure::Network("no server configured".into())))
+    }
+
+    /// `POST /v1/enroll`.
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ApiFailure> {
+        let response = self.send(|h, base| h.post(format!("{base}/v1/enroll")).json(req)).await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        response.json().await.map_err(network)
+    }
+
+    /// `PUT /v1/agent/inventory`.
+    pub async fn inventory(&self, inv: &Inventory) -> Result<(), ApiFailure> {
+        let response = self.send(|h, base| h.put(format!("{base}/v1/agent/inventory")).json(inv)).await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        Ok(())
+    }
+
+    /// `GET /v1/agent/work`, held by the server up to `wait_secs`.
+    pub async fn poll(&self, etag: Option<&str>, wait_secs: u64) -> Result<Poll, ApiFailure> {
+        let response = self
+            .send(|h, base| {
+                let mut req = h
+                    .get(format!("{base}/v1/agent/work?wait={wait_secs}"))
+                    .timeout(Duration::from_secs(wait_secs + 30));
+                if let Some(tag) = etag {
+                    req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+                }
+                req
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Poll::NotModified);
+        }
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Ok(Poll::Work(response.json().await.map_err(network)?, etag))
+    }
+
+    /// `POST /v1/agent/reports`.
+    pub async fn report(&self, report: &Report) -> Result<(), ApiFailure> {
+        let response = self.send(|h, base| h.post(format!("{base}/v1/agent/reports")).json(report)).await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        Ok(())
+    }
+
+    /// Starts a download, asking for bytes from `offset` on.
+    pub async fn download(&self, path: &str, offset: u64) -> Result<reqwest::Response, ApiFailure> {
+        let response = self
+            .send(|h, base| {
+                let req = h.get(format!("{base}{path}"));
+                if offset > 0 {
+                    req.header(reqwest::header::RANGE, format!("bytes={offset}-"))
+                } else {
+                    req
+                }
+            })
+            .await?;
+        let status = response.status();
+        if !(status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE) {
+            return Err(error_of(response).await);
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,221 @@
+//! Runs one upgrade to its end: claim an attempt, download and verify, install and check
+//! health, and on failure retry with backoff, then give up leaving the previous version in
+//! place. The decisions about retrying are `rollgate-core`'s [`AttemptPolicy`].
+//!
+//! **Invariant:** nothing is installed before the server accepted the attempt's start report,
+//! so an endpoint whose slot was taken away never installs outside the set's limit.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rollgate_core::policy::{AfterFailure, AttemptPolicy};
+use rollgate_wire::{Report, ReportKind};
+
+use crate::client::ApiFailure;
+use crate::download::{self, DownloadError};
+use crate::install::{self, InstallFailure, InstallRequest, Module, Phase};
+use crate::state::Job;
+use crate::{outbox, self_upgrade, Agent, AGENT_PRODUCT};
+
+/// A failed attempt, in the words the server records.
+#[derive(Debug)]
+pub struct AttemptFailure {
+    /// `download`, `verify`, `unpack`, `install`, `health`, `rollback`.
+    pub phase: &'static str,
+    /// Why.
+    pub reason: String,
+    /// The attempt changed the endpoint and reverted it.
+    pub reverted: bool,
+}
+
+impl From<InstallFailure> for AttemptFailure {
+    fn from(f: InstallFailure) -> Self {
+        let phase = match f.phase {
+            Phase::Unpack => "unpack",
+            Phase::Install => "install",
+            Phase::Health => "health",
+            Phase::Rollback => "rollback",
+        };
+        // The install module's reason already says whether the previous version is healthy.
+        AttemptFailure { phase, reason: f.reason, reverted: f.reverted }
+    }
+}
+
+fn report(job: &Job, attempt: u32, kind: ReportKind, phase: Option<&str>, reason: Option<String>) -> Report {
+    Report {
+        set_id: job.assignment.set_id,
+        attempt,
+        kind,
+        phase: phase.map(str::to_string),
+        reason,
+        from_version: job.from_version.clone(),
+        to_version: job.assignment.version.clone(),
+        at: Timestamp::now().to_string(),
+    }
+}
+
+/// What became of the claim on an attempt.
+enum Claim {
+    Granted,
+    /// The server says this endpoint holds no slot: stop, install nothing.
+    Refused(String),
+}
+
+/// Sends the attempt-started report and waits until the server has answered it.
+async fn claim_attempt(agent: &Agent, job: &Job, attempt: u32) -> anyhow::Result<Claim> {
+    let started = report(job, attempt, ReportKind::AttemptStarted, None, None);
+    let mut wait = Duration::from_millis(500);
+    loop {
+        // Earlier reports first, so the server sees them in order.
+        let flushed = outbox::flush(&agent.state, &agent.client).await;
+        if flushed.is_ok() {
+            match agent.client.report(&started).await {
+                Ok(()) => return Ok(Claim::Granted),
+                Err(ApiFailure::Refused { message, .. }) => return Ok(Claim::Refused(message)),
+                Err(err) => tracing::warn!("could not claim attempt {attempt}: {err}; retrying"),
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Runs the job to its end (or to a self-upgrade hand-over, which ends this process).
+pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
+    let a = job.assignment.clone();
+    let policy = AttemptPolicy {
+        max_attempts: a.max_attempts,
+        backoff_initial_secs: a.backoff_initial_secs,
+        backoff_max_secs: a.backoff_max_secs,
+    };
+    if job.in_attempt {
+        // The agent died during this attempt: count it as failed and make sure the previous
+        // version is the one in place before deciding what to do next.
+        job.in_attempt = false;
+        restore_previous(agent, &job)?;
+        let failure = AttemptFailure { phase: "install", reason: "the agent stopped during the attempt".into(), reverted: true };
+        let attempt = job.attempts.max(1);
+        if give_up_or_wait(agent, &mut job, &policy, attempt, failure).await? {
+            return Ok(());
+        }
+    }
+    loop {
+        let attempt = job.attempts + 1;
+        match claim_attempt(agent, &job, attempt).await? {
+            Claim::Granted => {}
+            Claim::Refused(why) => {
+                tracing::warn!(set = %a.set_name, "server withdrew the slot ({why}); installing nothing");
+                agent.state.remove("job.json")?;
+                return Ok(());
+            }
+        }
+        job.attempts = attempt;
+        job.in_attempt = true;
+        agent.state.write_json("job.json", &job)?;
+        tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, attempt, "attempt started");
+        let result = attempt_once(agent, &job, attempt).await;
+        job.in_attempt = false;
+        match result {
+            Ok(()) => {
+                agent.state.set_installed(&a.product, Some(&a.version))?;
+                outbox::push(&agent.state, report(&job, attempt, ReportKind::Succeeded, None, None))?;
+                finish(agent, &job)?;
+                tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, "upgrade succeeded");
+                return Ok(());
+            }
+            Err(failure) => {
+                tracing::warn!(set = %a.set_name, attempt, phase = failure.phase, "attempt failed: {}", failure.reason);
+                if give_up_or_wait(agent, &mut job, &policy, attempt, failure).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Records a failed attempt; returns true when the job is over (gave up).
+async fn give_up_or_wait(
+    agent: &Agent,
+    job: &mut Job,
+    policy: &AttemptPolicy,
+    attempt: u32,
+    failure: AttemptFailure,
+) -> anyhow::Result<bool> {
+    job.reverted_any |= failure.reverted;
+    match policy.after_failure(attempt) {
+        AfterFailure::RetryAfter { secs } => {
+            outbox::push(&agent.state, report(job, attempt, ReportKind::AttemptFailed, Some(failure.phase), Some(failure.reason)))?;
+            agent.state.write_json("job.json", &*job)?;
+            let _ = outbox::flush(&agent.state, &agent.client).await;
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            Ok(false)
+        }
+        AfterFailure::GiveUp => {
+            let previous = job.from_version.as_deref().unwrap_or("nothing");
+            let (kind, summary) = if job.reverted_any {
+                (ReportKind::RolledBack, format!("rolled back to {previous} after {attempt} attempt(s); last: {}", failure.reason))
+            } else {
+                (ReportKind::Failed, format!("gave up after {attempt} attempt(s), {previous} left in place; last: {}", failure.reason))
+            };
+            outbox::push(&agent.state, report(job, attempt, kind, Some(failure.phase), Some(summary)))?;
+            finish(agent, job)?;
+            Ok(true)
+        }
+    }
+}
+
+fn finish(agent: &Agent, job: &Job) -> anyhow::Result<()> {
+    agent.state.remove("job.json")?;
+    agent.remember_done(job.assignment.set_id)
+}
+
+/// Puts the version from before the job back in place for the `files` module (used after a
+/// crash mid-attempt, when the install module had no chance to revert).
+fn restore_previous(agent: &Agent, job: &Job) -> anyhow::Result<()> {
+    let a = &job.assignment;
+    if a.module == "files" && a.product != AGENT_PRODUCT {
+        let products = agent.state.products();
+        if install::current_version(&products, &a.product) != job.from_version {
+            install::switch_current(&products, &a.product, job.from_version.as_deref())?;
+        }
+    }
+    Ok(())
+}
+
+async fn attempt_once(agent: &Agent, job: &Job, attempt: u32) -> Result<(), AttemptFailure> {
+    let a = &job.assignment;
+    let archive = download::fetch_verified(&agent.client, &agent.state.downloads(), &a.download_path, &a.sha256, a.size)
+        .await
+        .map_err(|e| {
+            let phase = match e {
+                DownloadError::HashMismatch { .. } | DownloadError::TooLong { .. } => "verify",
+                _ => "download",
+            };
+            AttemptFailure { phase, reason: e.to_string(), reverted: false }
+        })?;
+    if a.product == AGENT_PRODUCT {
+        return self_upgrade::hand_over(agent, job, attempt, &archive).await;
+    }
+    let module: Module = a
+        .module
+        .parse()
+        .map_err(|e| AttemptFailure { phase: "install", reason: format!("{e}"), reverted: false })?;
+    let env = agent.child_env();
+    let request = InstallRequest {
+        products_dir: &agent.state.products(),
+        product: &a.product,
+        version: &a.version,
+        from_version: job.from_version.as_deref(),
+        module,
+        archive: &archive,
+        env: &env,
+        step_timeout: Duration::from_secs(a.step_timeout_secs.max(1)),
+    };
+    install::install(&request).await.map_err(AttemptFailure::from)?;
+    if let Some(prev) = job.from_version.as_deref() {
+        let _ = install::prune_versions(&agent.state.products(), &a.product, &[&a.version, prev]);
+    }
+    // The verified file is no longer needed once installed.
+    let _ = std::fs::remove_file(&archive);
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Rollgate's endpoint agent (the Updater).
+//!
+//! It enrolls once (its own key, a certificate signed by the server's CA), then talks to the
+//! server only over mutual TLS: it reports its inventory when it changes, holds a poll open for
+//! work, and runs each assignment through [`job`]. Everything it must not forget lives in its
+//! [`state`] directory.
+
+pub mod client;
+pub mod download;
+pub mod install;
+pub mod job;
+pub mod outbox;
+pub mod self_upgrade;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rollgate_wire::{EnrollRequest, Inventory};
+
+use crate::client::{ApiFailure, Client, Poll};
+use crate::state::{Job, StateDir};
+
+/// The product name under which the agent upgrades itself.
+pub const AGENT_PRODUCT: &str = "rollgate-agent";
+
+/// How the agent was asked to run.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Server base URLs, tried in order (fail-over on network errors).
+    pub servers: Vec<String>,
+    /// The CA to trust for the server (required for enrollment; kept in the state directory).
+    pub ca_file: Option<PathBuf>,
+    /// Token for the first start.
+    pub enroll_token: Option<String>,
+    /// Where the agent keeps everything.
+    pub state_dir: PathBuf,
+    /// Labels to report.
+    pub labels: BTreeMap<String, String>,
+    /// Longest wait between polls (the server holds each poll up to this long).
+    pub poll_interval_secs: u64,
+    /// How long a new agent binary has to check in before the old one takes over again.
+    pub self_upgrade_grace_secs: u64,
+    /// Host name to report (defaults to the machine's).
+    pub hostname: Option<String>,
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    /// Settings.
+    pub config: AgentConfig,
+    /// State directory.
+    pub state: StateDir,
+    /// mTLS client.
+    pub client: Client,
+    /// Endpoint id.
+    pub endpoint_id: String,
+}
+
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+fn os_description() -> String {
+    let pretty = std::fs::read_to_string("/etc/os-release").ok().and_then(|text| {
+        text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+    });
+    format!("{} ({})", pretty.unwrap_or_else(|| std::env::consts::OS.to_string()), std::env::consts::ARCH)
+}
+
+impl Agent {
+    /// Environment for install, health and rollback processes.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("ROLLGATE_ENDPOINT_ID".to_string(), self.endpoint_id.clone()),
+            ("ROLLGATE_STATE_DIR".to_string(), self.state.root().display().to_string()),
+        ];
+        for (k, v) in &self.config.labels {
+            let key: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+            env.push((format!("ROLLGATE_LABEL_{key}"), v.clone()));
+        }
+        env
+    }
+
+    /// Remembers that this set is finished here, so a stale assignment (the server has not
+    /// seen the final report yet) does not start it again.
+    pub fn remember_done(&self, set_id: i64) -> anyhow::Result<()> {
+        let mut done: Vec<i64> = self.state.read_json("done-sets.json")?.unwrap_or_default();
+        if !done.contains(&set_id) {
+            done.push(set_id);
+        }
+        // Bounded: set ids grow, so only the newest matter.
+        let excess = done.len().saturating_sub(256);
+        done.drain(..excess);
+        self.state.write_json("done-sets.json", &done)
+    }
+
+    fn is_done(&self, set_id: i64) -> anyhow::Result<bool> {
+        Ok(self.state.read_json::<Vec<i64>>("done-sets.json")?.unwrap_or_default().contains(&set_id))
+    }
+
+    /// Products to report: what the agent installed, plus the agent itself.
+    pub fn products(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut products = self.state.installed()?;
+        products.entry(AGENT_PRODUCT.to_string()).or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
+        Ok(products)
+    }
+
+    fn inventory(&self) -> anyhow::Result<Inventory> {
+        Ok(Inventory {
+            hostname: self.config.hostname.clone().unwrap_or_else(machine_hostname),
+            os: os_description(),
+            labels: self.config.labels.clone(),
+            products: self.products()?,
+        })
+    }
+}
+
+/// Loads the agent's identity, enrolling first if it has none.
+pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
+    if config.servers.is_empty() {
+        bail!("no server given: pass --server URL (several may be given, comma-separated)");
+    }
+    let state = StateDir::open(&config.state_dir)?;
+    let id_file = state.identity("endpoint_id");
+    if !id_file.exists() {
+        enroll(&config, &state).await?;
+    }
+    let endpoint_id = std::fs::read_to_string(&id_file).context("while reading the endpoint id")?.trim().to_string();
+    let read = |name: &str| std::fs::read_to_string(state.identity(name)).with_context(|| format!("while reading identity/{name}"));
+    let ca = match &config.ca_file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("while reading --ca {}", path.display()))?,
+        None => read("ca.pem")?,
+    };
+    let client = Client::with_identity(config.servers.clone(), &ca, &read("cert.pem")?, &read("key.pem")?)?;
+    std::fs::write(state.file("agent.pid"), format!("{}\n", std::process::id()))?;
+    Ok(Agent { config, state, client, endpoint_id })
+}
+
+async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
+    let Some(token) = &config.enroll_token else {
+        bail!("this agent has no identity in {} yet: pass --enroll-token TOKEN (and --ca FILE) once", state.root().display());
+    };
+    let Some(ca_file) = &config.ca_file else {
+        bail!("enrollment needs the server's CA certificate: pass --ca FILE");
+    };
+    let ca = std::fs::read_to_string(ca_file).with_context(|| format!("while reading --ca {}", ca_file.display()))?;
+    let hostname = config.hostname.clone().unwrap_or_else(machine_hostname);
+    let (key_pem, csr_pem) = rollgate_pki::new_client_key_and_csr(&hostname)?;
+    let client = Client::anonymous(config.servers.clone(), &ca)?;
+    let request = EnrollRequest { token: token.clone(), csr_pem, hostname, os: os_description(), labels: config.labels.clone() };
+    let response = client.enroll(&request).await.map_err(|e| match e {
+        ApiFailure::Refused { message, .. } => anyhow::anyhow!("enrollment refused: {message}"),
+        other => anyhow::anyhow!("enrollment failed: {other}"),
+    })?;
+    // The key first: an identity directory with a certificate but no key would be useless.
+    state::write_atomic(&state.identity("key.pem"), key_pem.as_bytes())?;
+    std::fs::set_permissions(state.identity("key.pem"), std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    state::write_atomic(&state.identity("cert.pem"), response.cert_pem.as_bytes())?;
+    state::write_atomic(&state.identity("ca.pem"), ca.as_bytes())?;
+    state::write_atomic(&state.identity("endpoint_id"), response.endpoint_id.as_bytes())?;
+    tracing::info!(endpoint = %response.endpoint_id, "enrolled");
+    Ok(())
+}
+
+/// Runs the agent until the process is stopped.
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let agent = start(config).await?;
+    println!("rollgate agent {} running as endpoint {}", env!("CARGO_PKG_VERSION"), agent.endpoint_id);
+    let mut reported: Option<Inventory> = None;
+    let mut etag: Option<String> = None;
+    let mut trial_checked = false;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match cycle(&agent, &mut reported, &mut etag, &mut trial_checked).await {
+            Ok(()) => backoff = Duration::from_millis(500),
+            Err(err) => {
+                tracing::warn!("{err:#}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(agent.config.poll_interval_secs.clamp(1, 60)));
+            }
+        }
+    }
+}
+
+/// One round: report what changed, continue or pick up work, or wait for some.
+async fn cycle(agent: &Agent, reported: &mut Option<Inventory>, etag: &mut Option<String>, trial_checked: &mut bool) -> anyhow::Result<()> {
+    let inventory = agent.inventory()?;
+    if reported.as_ref() != Some(&inventory) {
+        agent.client.inventory(&inventory).await?;
+        *reported = Some(inventory);
+    }
+    if !*trial_checked {
+        self_upgrade::confirm_if_on_trial(agent)?;
+        *trial_checked = true;
+        // The confirmation changed what is installed; report it before anything else.
+        if reported.as_ref() != Some(&agent.inventory()?) {
+            return Ok(());
+        }
+    }
+    outbox::flush(&agent.state, &agent.client).await?;
+    if let Some(job) = agent.state.read_json::<Job>("job.json")? {
+        return job::run(agent, job).await;
+    }
+    let poll = agent.client.poll(etag.as_deref(), agent.config.poll_interval_secs).await?;
+    let Poll::Work(work, tag) = poll else { return Ok(()) };
+    *etag = tag;
+    let Some(assignment) = work.assignment else { return Ok(()) };
+    if agent.is_done(assignment.set_id)? {
+        // Finished here; the server has not seen the final report yet. Wait for the next change.
+        return Ok(());
+    }
+    let from_version = agent.products()?.get(&assignment.product).cloned();
+    let job = Job { assignment, from_version, attempts: 0, in_attempt: false, reverted_any: false };
+    agent.state.write_json("job.json", &job)?;
+    job::run(agent, job).await
+}

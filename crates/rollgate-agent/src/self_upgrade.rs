@@ -1,0 +1,126 @@
+//! The agent upgrades itself as the product `rollgate-agent`.
+//!
+//! The old agent unpacks the new binary, points `products/rollgate-agent/current` at it,
+//! starts it with the same arguments, and waits. The new agent, once it has reached the server
+//! over mutual TLS, records the new version, queues the success report and marks the trial
+//! confirmed; the old agent then exits. If the new agent exits or stays silent for the grace
+//! period, the old agent kills it, points `current` back, and counts a failed attempt: the old
+//! agent never stopped, so the endpoint is never without a working agent.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use jiff::Timestamp;
+use rollgate_wire::{Report, ReportKind};
+use tokio::process::Command;
+
+use crate::install;
+use crate::job::AttemptFailure;
+use crate::state::{Job, SelfUpgrade};
+use crate::{outbox, Agent, AGENT_PRODUCT};
+
+const FILE: &str = "self-upgrade.json";
+
+/// Set in the new agent's environment so that logs say which side is which.
+pub const TRIAL_ENV: &str = "ROLLGATE_SELF_UPGRADE_TRIAL";
+
+fn failure(phase: &'static str, reason: String, reverted: bool) -> AttemptFailure {
+    AttemptFailure { phase, reason, reverted }
+}
+
+/// Old agent's side. Returns only on failure; on success the process exits.
+pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -> Result<(), AttemptFailure> {
+    let a = &job.assignment;
+    let products = agent.state.products();
+    let dir = install::unpack_version(&products, AGENT_PRODUCT, &a.version, archive).await.map_err(AttemptFailure::from)?;
+    let new_exe = dir.join("rollgate");
+    if !new_exe.is_file() {
+        return Err(failure("unpack", "the package has no `rollgate` executable at its root".into(), false));
+    }
+    let previous = install::current_version(&products, AGENT_PRODUCT);
+    let trial = SelfUpgrade {
+        set_id: a.set_id,
+        attempt,
+        from_version: job.from_version.clone(),
+        to_version: a.version.clone(),
+        new_exe: new_exe.clone(),
+        confirmed: false,
+    };
+    let io = |e: anyhow::Error| failure("install", format!("{e:#}"), false);
+    agent.state.write_json(FILE, &trial).map_err(io)?;
+    install::switch_current(&products, AGENT_PRODUCT, Some(&a.version)).map_err(|e| io(e.into()))?;
+
+    let revert = |reason: String| {
+        let _ = install::switch_current(&products, AGENT_PRODUCT, previous.as_deref());
+        let _ = agent.state.remove(FILE);
+        failure("health", reason, true)
+    };
+    let mut child = match Command::new(&new_exe)
+        .args(std::env::args_os().skip(1))
+        .env(TRIAL_ENV, "1")
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return Err(revert(format!("could not start the new agent: {e}"))),
+    };
+    let grace = Duration::from_secs(agent.config.self_upgrade_grace_secs);
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(pid = child.id(), "started the new agent {}; waiting up to {} s for it to check in", a.version, grace.as_secs());
+    loop {
+        if let Ok(Some(t)) = agent.state.read_json::<SelfUpgrade>(FILE) {
+            if t.confirmed {
+                tracing::info!("the new agent {} checked in; this agent exits", a.version);
+                std::process::exit(0);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(revert(format!("the new agent exited with {status} before checking in")));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = child.kill().await;
+            return Err(revert(format!("the new agent did not check in within {} s", grace.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// New agent's side, at start-up, after it reached the server: confirms a trial naming this
+/// binary. A trial naming another binary means the old agent restarted mid-trial: undo it.
+pub fn confirm_if_on_trial(agent: &Agent) -> anyhow::Result<()> {
+    let Some(trial) = agent.state.read_json::<SelfUpgrade>(FILE)? else { return Ok(()) };
+    if trial.confirmed {
+        // Confirmed earlier; the old agent has gone.
+        return agent.state.remove(FILE);
+    }
+    let me = std::env::current_exe().context("while finding this executable")?;
+    let same = |p: &Path| p.canonicalize().ok();
+    if same(&me) != same(&trial.new_exe) {
+        tracing::warn!("found an unfinished self-upgrade to {} from an earlier run; undoing it", trial.to_version);
+        let products = agent.state.products();
+        let _ = install::switch_current(&products, AGENT_PRODUCT, trial.from_version.as_deref());
+        return agent.state.remove(FILE);
+    }
+    agent.state.set_installed(AGENT_PRODUCT, Some(&trial.to_version))?;
+    outbox::push(
+        &agent.state,
+        Report {
+            set_id: trial.set_id,
+            attempt: trial.attempt,
+            kind: ReportKind::Succeeded,
+            phase: None,
+            reason: None,
+            from_version: trial.from_version.clone(),
+            to_version: trial.to_version.clone(),
+            at: Timestamp::now().to_string(),
+        },
+    )?;
+    agent.state.remove("job.json")?;
+    agent.remember_done(trial.set_id)?;
+    agent.state.write_json(FILE, &SelfUpgrade { confirmed: true, ..trial })?;
+    tracing::info!("self-upgrade confirmed");
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The agent API: enrollment (token + CSR), held polls for work, inventory, reports and
+//! package downloads (with HTTP ranges, so interrupted downloads resume).
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jiff::Timestamp;
+use rand::RngCore;
+use rollgate_core::member::Outcome;
+use rollgate_core::selector::parse_label;
+use rollgate_store::{EndpointRecord, ReportKindRecord, ReportRecord, StoreError};
+use rollgate_wire::{Assignment, EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind, WorkResponse};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+use super::{validate_product, AgentId, ApiError, JsonBody};
+use crate::bootstrap::secret_hash;
+use crate::AppState;
+
+/// Client certificates are short-lived enough to limit a stolen key, long enough not to need
+/// renewal machinery yet.
+const CLIENT_CERT_DAYS: u32 = 825;
+
+fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > 64 {
+        return Err(ApiError::bad_request("too many labels: at most 64"));
+    }
+    for (k, v) in labels {
+        parse_label(&format!("{k}={v}")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn validate_host(hostname: &str, os: &str) -> Result<(), ApiError> {
+    if hostname.is_empty() || hostname.len() > 255 || os.len() > 255 {
+        return Err(ApiError::bad_request("hostname must be 1 to 255 bytes and os at most 255"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/enroll`.
+pub async fn enroll(State(state): State<AppState>, JsonBody(req): JsonBody<EnrollRequest>) -> Result<Json<EnrollResponse>, ApiError> {
+    validate_host(&req.hostname, &req.os)?;
+    validate_labels(&req.labels)?;
+    let mut id_bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut id_bytes);
+    let endpoint_id = format!("ep-{}", hex::encode(id_bytes));
+    let cert_pem = state
+        .ca
+        .sign_client_csr(&req.csr_pem, &endpoint_id, CLIENT_CERT_DAYS)
+        .map_err(|e| ApiError::bad_request(format!("bad certificate signing request: {e}")))?;
+    let der = rollgate_pki::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("issued certificate unreadable: {e}"))?;
+    let fingerprint = der.first().map(|d| rollgate_pki::fingerprint_sha256(d)).unwrap_or_default();
+    let now = Timestamp::now();
+    let record = EndpointRecord {
+        id: endpoint_id.clone(),
+        hostname: req.hostname,
+        os: req.os,
+        labels: req.labels,
+        products: Default::default(),
+        cert_fingerprint: fingerprint,
+        enrolled_at: now,
+        last_seen: Some(now),
+    };
+    state.store.enroll(&secret_hash(req.token.trim()), &record, now).await?;
+    tracing::info!(endpoint = %endpoint_id, hostname = %record.hostname, "endpoint enrolled");
+    Ok(Json(EnrollResponse { endpoint_id, cert_pem, ca_pem: state.ca.cert_pem().to_string() }))
+}
+
+/// `PUT /v1/agent/inventory`.
+pub async fn inventory(
+    State(state): State<AppState>,
+    AgentId(id): AgentId,
+    JsonBody(inv): JsonBody<Inventory>,
+) -> Result<StatusCode, ApiError> {
+    validate_host(&inv.hostname, &inv.os)?;
+    validate_labels(&inv.labels)?;
+    if inv.products.len() > 1024 {
+        return Err(ApiError::bad_request("too many products: at most 1024"));
+    }
+    for (product, version) in &inv.products {
+        validate_product(product)?;
+        rollgate_core::version::validate(version).map_err(ApiError::bad_request)?;
+    }
+    state.store.update_inventory(&id, &inv.hostname, &inv.os, &inv.labels, &inv.products, Timestamp::now()).await?;
+    // Inventory decides eligibility; let the scheduler look again.
+    state.wake_scheduler.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /v1/agent/work`.
+#[derive(Deserialize)]
+pub struct WorkQuery {
+    /// Seconds the agent is willing to wait for new work.
+    #[serde(default)]
+    wait: u64,
+}
+
+async fn current_work(state: &AppState, endpoint_id: &str) -> Result<(WorkResponse, String), ApiError> {
+    let assignment = state.store.assignment_for(endpoint_id).await?.map(|(set, package)| Assignment {
+        set_id: set.id,
+        set_name: set.spec.name,
+        product: package.product,
+        version: package.version,
+        module: package.module,
+        download_path: format!("/v1/agent/packages/{}", package.sha256),
+        sha256: package.sha256,
+        size: package.size,
+        max_attempts: set.spec.max_attempts,
+        backoff_initial_secs: set.spec.backoff_secs,
+        backoff_max_secs: set.spec.backoff_secs.saturating_mul(16).max(set.spec.backoff_secs),
+        step_timeout_secs: set.spec.step_timeout_secs,
+    });
+    let work = WorkResponse { assignment };
+    let body = serde_json::to_vec(&work).map_err(|e| anyhow::anyhow!(e))?;
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+    Ok((work, etag))
+}
+
+/// `GET /v1/agent/work?wait=SECS` with `If-None-Match`: answers at once when the work differs
+/// from what the agent has; otherwise holds the request until it changes or `wait` runs out,
+/// then answers 304.
+pub async fn work(
+    State(state): State<AppState>,
+    AgentId(id): AgentId,
+    Query(q): Query<WorkQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.store.touch_endpoint(&id, Timestamp::now()).await?;
+    let known = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(state.config.long_poll_max_secs));
+    let mut changes = state.changes.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let (work, etag) = current_work(&state, &id).await?;
+        if known.as_deref() != Some(etag.as_str()) {
+            let mut response = Json(work).into_response();
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                response.headers_mut().insert(header::ETAG, v);
+            }
+            return Ok(response);
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => {
+                let mut response = StatusCode::NOT_MODIFIED.into_response();
+                if let Ok(v) = HeaderValue::from_str(&etag) {
+                    response.headers_mut().insert(header::ETAG, v);
+                }
+                return Ok(response);
+            }
+        }
+    }
+}
+
+fn parse_report(r: &Report) -> Result<ReportRecord, ApiError> {
+    let kind = match r.kind {
+        ReportKind::AttemptStarted => ReportKindRecord::AttemptStarted,
+        ReportKind::AttemptFailed => ReportKindRecord::AttemptFailed,
+        ReportKind::Succeeded => ReportKindRecord::Finished(Outcome::Succeeded),
+        ReportKind::Failed => ReportKindRecord::Finished(Outcome::Failed),
+        ReportKind::RolledBack => ReportKindRecord::Finished(Outcome::RolledBack),
+    };
+    if r.attempt == 0 || r.attempt > rollgate_core::policy::MAX_ATTEMPTS_LIMIT {
+        return Err(ApiError::bad_request(format!("attempt must be 1 to {}", rollgate_core::policy::MAX_ATTEMPTS_LIMIT)));
+    }
+    let at: Timestamp = r.at.parse().map_err(|e| ApiError::bad_request(format!("bad `at` time `{}`: {e}", r.at)))?;
+    let reason = r.reason.as_ref().map(|text| {
+        // Bounded: a reason is for people, not a log dump.
+        let mut text = match &r.phase {
+            Some(phase) => format!("{phase}: {text}"),
+            None => text.clone(),
+        };
+        if text.len() > 2000 {
+            let mut cut = 2000;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        text
+    });
+    Ok(ReportRecord {
+        set_id: r.set_id,
+        attempt: r.attempt,
+        kind,
+        reason,
+        from_version: r.from_version.clone(),
+        to_version: r.to_version.clone(),
+        at,
+    })
+}
+
+/// `POST /v1/agent/reports`: one report; idempotent.
+pub async fn report(
+    State(state): State<AppState>,
+    AgentId(id): AgentId,
+    JsonBody(r): JsonBody<Report>,
+) -> Result<Json<ReportAck>, ApiError> {
+    let record = parse_report(&r)?;
+    match state.store.record_report(&id, &record, Timestamp::now()).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound(what)) => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what}: this endpoint is not in that set")))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if matches!(record.kind, ReportKindRecord::Finished(_)) {
+        // A slot is free: release the next endpoint now rather than at the next tick.
+        state.wake_scheduler.notify_one();
+    }
+    state.announce_change();
+    Ok(Json(ReportAck { accepted: true }))
+}
+
+/// `GET /v1/agent/packages/{sha256}`: the bytes, with `Range` support.
+pub async fn download(
+    State(state): State<AppState>,
+    AgentId(_id): AgentId,
+    Path(sha256): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if !crate::packages::is_sha256_hex(&sha256) {
+        return Err(ApiError::bad_request("package id must be 64 lower-case hex digits"));
+    }
+    if !state.store.package_sha_exists(&sha256).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no package with SHA-256 {sha256}")));
+    }
+    let path = state.packages.path_of(&sha256);
+    let response = tower_http::services::ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("while serving package {sha256}: {e}"))?;
+    Ok(response.map(axum::body::Body::new))
+}

@@ -1,0 +1,188 @@
+//! The HTTP surface: routes, the one error type, and the extractors that check who is calling.
+
+mod agent;
+mod manage;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use rollgate_core::member::MemberError;
+use rollgate_store::StoreError;
+use rollgate_wire::{ErrorBody, ErrorDetail};
+
+use crate::tls::PeerIdentity;
+use crate::AppState;
+
+/// Builds the whole application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/enroll", post(agent::enroll))
+        .route("/v1/agent/work", get(agent::work))
+        .route("/v1/agent/inventory", put(agent::inventory))
+        .route("/v1/agent/reports", post(agent::report))
+        .route("/v1/agent/packages/{sha256}", get(agent::download))
+        .route("/v1/enroll-tokens", post(manage::create_enroll_token))
+        .route("/v1/packages", get(manage::list_packages))
+        .route(
+            "/v1/packages/{product}/{version}",
+            put(manage::upload_package).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/sets", get(manage::list_sets).post(manage::create_set))
+        .route("/v1/sets/{name}", get(manage::show_set))
+        .route("/v1/sets/{name}/{action}", post(manage::set_action))
+        .route("/v1/endpoints", get(manage::list_endpoints))
+        .route("/v1/endpoints/{id}", get(manage::show_endpoint))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(state)
+}
+
+/// The error every route answers with: a status, a stable code and a message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    /// 400 with code `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!("{}: {}", self.code, self.message);
+        }
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::TokenRefused(_) => ApiError::new(StatusCode::UNAUTHORIZED, "enroll_refused", message),
+            StoreError::Member(MemberError::NoSlot(_)) => ApiError::new(StatusCode::CONFLICT, "no_slot", message),
+            StoreError::Member(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::SetTransition(_) => ApiError::new(StatusCode::CONFLICT, "invalid_state", message),
+            StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{err:#}"))
+    }
+}
+
+/// A JSON body whose rejections (bad syntax, unknown fields, wrong content type) become
+/// [`ApiError`]s with a clear message.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!("invalid JSON body: {}", rejection.body_text()))),
+        }
+    }
+}
+
+/// An operator authenticated by the admin bearer token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing admin token: send `Authorization: Bearer TOKEN` (the CLI reads --token or ROLLGATE_TOKEN)",
+            ));
+        };
+        if crate::bootstrap::secret_hash(token.trim()) != *state.admin_token_sha256 {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong admin token"));
+        }
+        Ok(Admin)
+    }
+}
+
+/// An enrolled agent, authenticated by its client certificate.
+pub struct AgentId(pub String);
+
+impl FromRequestParts<AppState> for AgentId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<PeerIdentity>().and_then(|p| p.0.clone());
+        let Some(peer) = peer else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "client_certificate_required",
+                "this route is for enrolled agents and needs their client certificate (mutual TLS)",
+            ));
+        };
+        let endpoint = match state.store.get_endpoint(&peer.endpoint_id).await {
+            Ok(e) => e,
+            Err(StoreError::NotFound(_)) => {
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown_endpoint", "certificate names an unknown endpoint"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if endpoint.cert_fingerprint != peer.fingerprint {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown_certificate",
+                "certificate is not the one issued to this endpoint",
+            ));
+        }
+        Ok(AgentId(endpoint.id))
+    }
+}
+
+/// Checks a product name: it becomes a directory name on endpoints.
+pub fn validate_product(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "bad product name `{name}`: use 1 to 64 letters, digits, `-`, `_`, `.`, starting with a letter or digit"
+        )))
+    }
+}
+
+/// RFC 3339 for the wire.
+pub fn rfc3339(t: jiff::Timestamp) -> String {
+    t.to_string()
+}

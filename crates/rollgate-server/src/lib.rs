@@ -1,0 +1,106 @@
+//! Rollgate's HTTPS server: the agent API, the management API and the rollout scheduler.
+//!
+//! Handlers validate input, record facts and return; the [`scheduler`] decides (through
+//! `rollgate-core`, inside the store's transaction). **Invariant:** there is no plain-HTTP
+//! listener; every byte goes through rustls.
+
+pub mod api;
+pub mod bootstrap;
+pub mod packages;
+pub mod scheduler;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rollgate_store::Store;
+use tokio::sync::{watch, Notify};
+
+/// How the server was asked to run.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where the CA, certificates, database, token and packages live.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// A real certificate chain to present instead of the generated one.
+    pub tls_cert: Option<PathBuf>,
+    /// Its key.
+    pub tls_key: Option<PathBuf>,
+    /// An endpoint not seen for this long is not released.
+    pub offline_after_secs: u64,
+    /// How often the scheduler looks at every live set even when nothing woke it.
+    pub tick_ms: u64,
+    /// Largest package accepted.
+    pub max_package_bytes: u64,
+    /// Longest a poll is held open waiting for new work.
+    pub long_poll_max_secs: u64,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the directory and address.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen,
+            tls_cert: None,
+            tls_key: None,
+            offline_after_secs: 300,
+            tick_ms: 1000,
+            max_package_bytes: 2 * 1024 * 1024 * 1024,
+            long_poll_max_secs: 30,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The CA that signs agent certificates.
+    pub ca: Arc<rollgate_pki::Ca>,
+    /// SHA-256 of the admin token.
+    pub admin_token_sha256: Arc<str>,
+    /// Package bytes on disk.
+    pub packages: Arc<packages::PackageStore>,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+    /// Bumped whenever assignments may have changed; held polls wait on it.
+    pub changes: Arc<watch::Sender<u64>>,
+    /// Wakes the scheduler early (a slot was freed, a set was created or resumed).
+    pub wake_scheduler: Arc<Notify>,
+}
+
+impl AppState {
+    /// Tells held polls to look again.
+    pub fn announce_change(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Bootstraps the data directory, binds, and serves until the process is stopped.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let boot = bootstrap::prepare(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("while binding {}: is another server running there?", config.listen))?;
+    let addr = listener.local_addr()?;
+    let url = format!("https://{addr}");
+    std::fs::write(config.data_dir.join("server.url"), format!("{url}\n")).context("while writing server.url")?;
+    boot.print_summary(&url);
+    let state = AppState {
+        store: boot.store,
+        ca: Arc::new(boot.ca),
+        admin_token_sha256: boot.admin_token_sha256.into(),
+        packages: Arc::new(packages::PackageStore::open(&config.data_dir.join("packages"))?),
+        config: Arc::new(config),
+        changes: Arc::new(watch::channel(0).0),
+        wake_scheduler: Arc::new(Notify::new()),
+    };
+    tokio::spawn(scheduler::run(state.clone()));
+    let app = api::router(state);
+    tls::serve(listener, boot.tls_config, app).await
+}

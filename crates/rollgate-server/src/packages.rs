@@ -1,0 +1,124 @@
+//! Package bytes on disk, content-addressed by SHA-256.
+//!
+//! Uploads stream into a temporary file while being hashed and counted; only a complete
+//! upload whose hash matches what the client declared is renamed into place, so a truncated,
+//! oversized or corrupt upload leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// Where package bytes live.
+#[derive(Debug)]
+pub struct PackageStore {
+    root: PathBuf,
+}
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// Over the server's limit.
+    #[error("package is larger than the server's limit of {limit_bytes} bytes")]
+    TooLarge {
+        /// The limit.
+        limit_bytes: u64,
+    },
+    /// The bytes do not hash to what the client declared.
+    #[error("upload is corrupt: its SHA-256 is {actual}, but the client declared {declared}")]
+    HashMismatch {
+        /// Declared by the client.
+        declared: String,
+        /// Computed by the server.
+        actual: String,
+    },
+    /// The body ended early or failed.
+    #[error("upload was interrupted: {0}")]
+    Interrupted(String),
+    /// An empty body.
+    #[error("upload is empty")]
+    Empty,
+    /// Disk trouble.
+    #[error("could not store the upload: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stored upload.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// True for a 64-character lower-case hex string.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl PackageStore {
+    /// Opens (creating) the store under `root`, removing temporary files a crash left.
+    pub fn open(root: &Path) -> anyhow::Result<PackageStore> {
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("while cleaning {}", tmp.display()))?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("while creating {}", tmp.display()))?;
+        std::fs::create_dir_all(root.join("sha256"))?;
+        Ok(PackageStore { root: root.to_path_buf() })
+    }
+
+    /// The file holding these bytes (it may not exist).
+    pub fn path_of(&self, sha256: &str) -> PathBuf {
+        self.root.join("sha256").join(sha256)
+    }
+
+    /// Streams `body` to disk, verifying size and (when given) the declared hash.
+    pub async fn store<S, E>(&self, mut body: S, declared_sha256: Option<&str>, limit_bytes: u64) -> Result<Stored, UploadError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let tmp_path = self.root.join("tmp").join(crate::bootstrap::new_secret());
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp_path).await?;
+            let mut hasher = Sha256::new();
+            let mut size: u64 = 0;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| UploadError::Interrupted(e.to_string()))?;
+                size += chunk.len() as u64;
+                if size > limit_bytes {
+                    return Err(UploadError::TooLarge { limit_bytes });
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            if size == 0 {
+                return Err(UploadError::Empty);
+            }
+            file.sync_all().await?;
+            let actual = hex::encode(hasher.finalize());
+            if let Some(declared) = declared_sha256 {
+                if declared != actual {
+                    return Err(UploadError::HashMismatch { declared: declared.to_string(), actual });
+                }
+            }
+            let final_path = self.path_of(&actual);
+            tokio::fs::rename(&tmp_path, &final_path).await?;
+            Ok(Stored { sha256: actual, size })
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp_path).await;
+        }
+        result
+    }
+
+    /// Removes stored bytes (used when the database refused the package after the upload).
+    pub async fn remove(&self, sha256: &str) {
+        let _ = tokio::fs::remove_file(self.path_of(sha256)).await;
+    }
+}

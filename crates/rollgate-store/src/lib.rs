@@ -1,0 +1,272 @@
+//! Rollgate's storage: one [`Store`] trait and its backends (SQLite now; PostgreSQL is to be
+//! added beside it with its own migrations).
+//!
+//! The store is a shell: it loads facts, asks `rollgate-core` for decisions, and writes the
+//! result in one transaction. **Invariant:** SQL stays inside this crate.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rollgate_core::member::{Applied, Member, MemberError, Outcome};
+use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
+
+pub mod sqlite;
+
+/// A storage failure that callers can branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique name or key is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// An enrollment token was refused.
+    #[error("enrollment token refused: {0}")]
+    TokenRefused(String),
+    /// An agent report the member's state does not allow.
+    #[error(transparent)]
+    Member(#[from] MemberError),
+    /// A set command its state does not allow.
+    #[error(transparent)]
+    SetTransition(#[from] SetTransitionError),
+    /// Stored data could not be read back (a bug or a damaged database).
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Shorthand.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An enrolled endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointRecord {
+    /// Id (also its certificate's subject).
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// OS.
+    pub os: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Installed managed products.
+    pub products: BTreeMap<String, String>,
+    /// SHA-256 of its client certificate.
+    pub cert_fingerprint: String,
+    /// When it enrolled.
+    pub enrolled_at: Timestamp,
+    /// When it last talked to the server.
+    pub last_seen: Option<Timestamp>,
+}
+
+/// A stored package (the bytes live in the package store, named by `sha256`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageRecord {
+    /// Product.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// Install module name.
+    pub module: String,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Oldest version this package upgrades from.
+    pub min_from: Option<String>,
+    /// When it was added.
+    pub created_at: Timestamp,
+}
+
+/// What an operator asked for when creating a set, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSet {
+    /// Unique name.
+    pub name: String,
+    /// Product.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// Canonical selector text.
+    pub selector: String,
+    /// Limit.
+    pub max_in_flight: u32,
+    /// Attempts per endpoint.
+    pub max_attempts: u32,
+    /// No release before.
+    pub start_at: Option<Timestamp>,
+    /// Canonical window spec.
+    pub window: Option<String>,
+    /// Seed of the order.
+    pub seed: u64,
+    /// Initial retry backoff.
+    pub backoff_secs: u64,
+    /// Silence after which an in-flight member loses its slot.
+    pub stuck_timeout_secs: u64,
+    /// Time limit of each step on the endpoint.
+    pub step_timeout_secs: u64,
+}
+
+/// A stored set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetRecord {
+    /// Id.
+    pub id: i64,
+    /// What was asked for.
+    pub spec: NewSet,
+    /// Current state.
+    pub state: SetState,
+    /// Why it is in that state.
+    pub state_reason: Option<String>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Reached a terminal state.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One endpoint in one set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// Endpoint.
+    pub endpoint_id: String,
+    /// Place in the seeded order.
+    pub rank: u32,
+    /// State, attempts, reason.
+    pub member: Member,
+    /// When it got its slot.
+    pub released_at: Option<Timestamp>,
+    /// When it last reported.
+    pub last_report_at: Option<Timestamp>,
+}
+
+/// One attempt in an endpoint's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Set id.
+    pub set_id: i64,
+    /// Set name.
+    pub set_name: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Product.
+    pub product: String,
+    /// Version before.
+    pub from_version: Option<String>,
+    /// Version being installed.
+    pub to_version: String,
+    /// Agent clock.
+    pub started_at: Timestamp,
+    /// Agent clock.
+    pub finished_at: Option<Timestamp>,
+    /// `in_progress`, `failed`, `succeeded`, `rolled_back`.
+    pub outcome: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// An agent's report, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRecord {
+    /// Set id.
+    pub set_id: i64,
+    /// Attempt number (1-based).
+    pub attempt: u32,
+    /// What happened.
+    pub kind: ReportKindRecord,
+    /// Why.
+    pub reason: Option<String>,
+    /// Version before.
+    pub from_version: Option<String>,
+    /// Version being installed.
+    pub to_version: String,
+    /// Agent clock.
+    pub at: Timestamp,
+}
+
+/// What a report says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportKindRecord {
+    /// About to start an attempt.
+    AttemptStarted,
+    /// An attempt failed.
+    AttemptFailed,
+    /// Finished with this outcome.
+    Finished(Outcome),
+}
+
+/// Server-wide settings the scheduler needs.
+#[derive(Clone, Copy, Debug)]
+pub struct TickParams {
+    /// An endpoint not seen for this long is not released.
+    pub offline_after_secs: u64,
+}
+
+/// The storage interface shared by every backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads a server-wide setting.
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    /// Writes a server-wide setting.
+    async fn put_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Stores a new enrollment token by its hash.
+    async fn create_enroll_token(&self, token_sha256: &str, uses: u32, expires_at: Timestamp, now: Timestamp) -> Result<()>;
+    /// Uses one enrollment of a token and creates the endpoint, in one transaction.
+    async fn enroll(&self, token_sha256: &str, endpoint: &EndpointRecord, now: Timestamp) -> Result<()>;
+
+    /// One endpoint.
+    async fn get_endpoint(&self, id: &str) -> Result<EndpointRecord>;
+    /// Every endpoint, by id.
+    async fn list_endpoints(&self) -> Result<Vec<EndpointRecord>>;
+    /// Replaces what the endpoint reported about itself.
+    async fn update_inventory(
+        &self,
+        id: &str,
+        hostname: &str,
+        os: &str,
+        labels: &BTreeMap<String, String>,
+        products: &BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Records that the endpoint talked to the server.
+    async fn touch_endpoint(&self, id: &str, now: Timestamp) -> Result<()>;
+
+    /// Adds a package; a second package with the same product and version is a conflict.
+    async fn insert_package(&self, package: &PackageRecord) -> Result<()>;
+    /// One package.
+    async fn get_package(&self, product: &str, version: &str) -> Result<PackageRecord>;
+    /// True when some package has these bytes (the agent download route checks this).
+    async fn package_sha_exists(&self, sha256: &str) -> Result<bool>;
+    /// Every package, by product then version.
+    async fn list_packages(&self) -> Result<Vec<PackageRecord>>;
+
+    /// Creates a set with its members (endpoint id, rank), in one transaction.
+    async fn create_set(&self, set: &NewSet, members: &[(String, u32)], now: Timestamp) -> Result<SetRecord>;
+    /// One set by name.
+    async fn get_set_by_name(&self, name: &str) -> Result<SetRecord>;
+    /// Every set, oldest first.
+    async fn list_sets(&self) -> Result<Vec<SetRecord>>;
+    /// Ids of the sets that are not terminal.
+    async fn live_set_ids(&self) -> Result<Vec<i64>>;
+    /// A set's members in rank order.
+    async fn set_members(&self, set_id: i64) -> Result<Vec<MemberRecord>>;
+    /// Applies an operator's command to a set.
+    async fn change_set_state(&self, name: &str, event: SetEvent, reason: &str, now: Timestamp) -> Result<SetRecord>;
+
+    /// Runs one scheduler tick for a set: loads the facts, asks the core for a plan, applies it
+    /// in one transaction. Returns true when anything changed.
+    async fn tick_set(&self, set_id: i64, params: TickParams, now: Timestamp) -> Result<bool>;
+    /// Applies an agent's report in one transaction (member state, attempt history).
+    async fn record_report(&self, endpoint_id: &str, report: &ReportRecord, now: Timestamp) -> Result<Applied>;
+    /// The set and package an endpoint holds a slot for, if any.
+    async fn assignment_for(&self, endpoint_id: &str) -> Result<Option<(SetRecord, PackageRecord)>>;
+    /// An endpoint's attempts across sets, oldest first.
+    async fn history(&self, endpoint_id: &str) -> Result<Vec<AttemptRecord>>;
+}

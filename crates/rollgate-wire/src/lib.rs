@@ -1,0 +1,348 @@
+//! Rollgate's JSON wire types: the agent protocol and the management API.
+//!
+//! **Invariant:** this is the only crate whose types are `Serialize`/`Deserialize` for the
+//! network; domain types in `rollgate-core` are converted at the boundary.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The error body every API answers with on failure.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Code and message.
+    pub error: ErrorDetail,
+}
+
+/// A stable machine-readable code and a message for people.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// For example `not_found`, `bad_request`, `unauthorized`, `conflict`, `no_slot`.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+// ---------------------------------------------------------------- agent protocol
+
+/// `POST /v1/enroll`: an agent trades an enrollment token and a CSR for a client certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The enrollment token an operator created.
+    pub token: String,
+    /// PEM certificate signing request for the agent's own key.
+    pub csr_pem: String,
+    /// The endpoint's host name.
+    pub hostname: String,
+    /// Operating system description.
+    pub os: String,
+    /// Labels such as `site`, `business_unit`, `network`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Answer to [`EnrollRequest`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// The endpoint's id, also the subject of its certificate.
+    pub endpoint_id: String,
+    /// The client certificate, PEM.
+    pub cert_pem: String,
+    /// The CA that signed it (and the server certificate, unless the server uses its own).
+    pub ca_pem: String,
+}
+
+/// `PUT /v1/agent/inventory`: what the endpoint is and has. Sent when it changes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// Host name.
+    pub hostname: String,
+    /// Operating system description.
+    pub os: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Managed products and their installed versions, the agent itself included.
+    #[serde(default)]
+    pub products: BTreeMap<String, String>,
+}
+
+/// `GET /v1/agent/work`: the endpoint's current assignment, if any.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkResponse {
+    /// The upgrade the endpoint should perform now.
+    pub assignment: Option<Assignment>,
+}
+
+/// One upgrade an endpoint holds a slot for.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Assignment {
+    /// The Upgrade Set's id.
+    pub set_id: i64,
+    /// The Upgrade Set's name.
+    pub set_name: String,
+    /// Product to install.
+    pub product: String,
+    /// Version to install.
+    pub version: String,
+    /// `files` or `script`.
+    pub module: String,
+    /// Lower-case hex SHA-256 of the package bytes.
+    pub sha256: String,
+    /// Size of the package in bytes.
+    pub size: u64,
+    /// Where to download it (a path on the same server).
+    pub download_path: String,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, doubled after each further one.
+    pub backoff_initial_secs: u64,
+    /// Upper bound on that wait.
+    pub backoff_max_secs: u64,
+    /// Time limit for each install, health or rollback process.
+    pub step_timeout_secs: u64,
+}
+
+/// One fact an agent reports about its work on a set. Reports are idempotent: the same report
+/// sent twice changes nothing the second time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// The set.
+    pub set_id: i64,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// What happened.
+    pub kind: ReportKind,
+    /// The phase that failed (`download`, `verify`, `install`, `health`, `rollback`, `unpack`).
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Why, for people.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The version installed before this upgrade.
+    #[serde(default)]
+    pub from_version: Option<String>,
+    /// The version being installed.
+    pub to_version: String,
+    /// When it happened, by the agent's clock (RFC 3339).
+    pub at: String,
+}
+
+/// What a [`Report`] says happened.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    /// About to start an attempt. The agent installs only after this is accepted.
+    AttemptStarted,
+    /// The attempt failed; it will be retried or given up.
+    AttemptFailed,
+    /// Done: upgraded and healthy.
+    Succeeded,
+    /// Done: nothing was changed on the endpoint.
+    Failed,
+    /// Done: the new version failed and the previous one was restored.
+    RolledBack,
+}
+
+/// `POST /v1/agent/reports` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReportAck {
+    /// True when the report was recorded (now or before).
+    pub accepted: bool,
+}
+
+// ---------------------------------------------------------------- management API
+
+/// `POST /v1/enroll-tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollToken {
+    /// How many enrollments the token allows.
+    pub uses: u32,
+    /// Seconds until it expires.
+    pub ttl_secs: u64,
+}
+
+/// A new enrollment token: shown once, stored only hashed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollTokenCreated {
+    /// The secret.
+    pub token: String,
+    /// Enrollments allowed.
+    pub uses: u32,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// A stored package.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PackageInfo {
+    /// `product@version`.
+    pub id: String,
+    /// Product name.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `files` or `script`.
+    pub module: String,
+    /// Oldest version it upgrades from.
+    pub min_from: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `POST /v1/sets`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSet {
+    /// Unique name.
+    pub name: String,
+    /// Product.
+    pub product: String,
+    /// Version of the product (a package must exist).
+    pub version: String,
+    /// Selector text (`all`, ids, or labels).
+    pub target: String,
+    /// Most endpoints upgrading at once.
+    pub max_in_flight: u32,
+    /// Attempts per endpoint.
+    pub max_attempts: u32,
+    /// RFC 3339 start time, or none for now.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// Window spec, e.g. `Mon-Fri 01:00-05:00 Europe/Berlin`.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Seed of the random order; the server picks one when absent.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Initial retry backoff.
+    #[serde(default)]
+    pub backoff_secs: Option<u64>,
+    /// Seconds of silence after which an in-flight endpoint loses its slot.
+    #[serde(default)]
+    pub stuck_timeout_secs: Option<u64>,
+    /// Time limit for each install/health/rollback step on the endpoint.
+    #[serde(default)]
+    pub step_timeout_secs: Option<u64>,
+}
+
+/// Counts of members by state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SetCounts {
+    /// Waiting for a slot.
+    pub pending: u64,
+    /// Holding a slot.
+    pub in_progress: u64,
+    /// Upgraded.
+    pub succeeded: u64,
+    /// Failed without change, not eligible, or timed out.
+    pub failed: u64,
+    /// Installed, failed, restored.
+    pub rolled_back: u64,
+}
+
+/// A set as shown to operators.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetView {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// State name.
+    pub state: String,
+    /// Why it is in that state.
+    pub state_reason: Option<String>,
+    /// Product.
+    pub product: String,
+    /// Target version.
+    pub version: String,
+    /// Selector.
+    pub target: String,
+    /// Limit.
+    pub max_in_flight: u32,
+    /// Attempts.
+    pub max_attempts: u32,
+    /// Seed of the order.
+    pub seed: u64,
+    /// RFC 3339.
+    pub start_at: Option<String>,
+    /// Window spec.
+    pub window: Option<String>,
+    /// Counts by state.
+    pub counts: SetCounts,
+    /// Members (in release order).
+    pub endpoints: Vec<SetEndpointView>,
+}
+
+/// One member of a set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetEndpointView {
+    /// Endpoint id.
+    pub id: String,
+    /// Bucket name (`pending`, `in_progress`, `succeeded`, `failed`, `rolled_back`).
+    pub state: String,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// An endpoint as listed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndpointView {
+    /// Id.
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// OS.
+    pub os: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Product name to installed version.
+    pub products: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub last_seen: Option<String>,
+}
+
+/// An endpoint with its upgrade history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndpointDetail {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
+    /// Enrolled at, RFC 3339.
+    pub enrolled_at: String,
+    /// One entry per attempt, oldest first.
+    pub history: Vec<AttemptView>,
+}
+
+/// One attempt of one endpoint in one set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttemptView {
+    /// Set name.
+    pub set: String,
+    /// Attempt number within the set.
+    pub attempt: u32,
+    /// Product.
+    pub product: String,
+    /// Version before.
+    pub from_version: Option<String>,
+    /// Version installed.
+    pub to_version: String,
+    /// RFC 3339, agent clock.
+    pub started_at: String,
+    /// RFC 3339, agent clock; none while running.
+    pub finished_at: Option<String>,
+    /// `in_progress`, `succeeded`, `failed`, `rolled_back`.
+    pub outcome: String,
+    /// Why.
+    pub reason: Option<String>,
+}

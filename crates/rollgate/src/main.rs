@@ -1,0 +1,159 @@
+//! The `rollgate` binary: one executable for the server, the agent, the management commands
+//! and the demo. Parsing lives here; each subcommand's work lives in its own crate or module.
+
+mod demo;
+mod manage;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keeps a fleet of endpoints patched and upgraded.
+#[derive(Parser, Debug)]
+#[command(name = "rollgate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTPS server (agent API, management API, scheduler).
+    Server(ServerArgs),
+    /// Run the endpoint agent (the Updater).
+    Agent(AgentArgs),
+    /// Enrollment tokens for new agents.
+    #[command(subcommand)]
+    EnrollToken(manage::EnrollTokenCommand),
+    /// Package versions in the server's store.
+    #[command(subcommand)]
+    Packages(manage::PackagesCommand),
+    /// Upgrade Sets.
+    #[command(subcommand)]
+    Sets(manage::SetsCommand),
+    /// Enrolled endpoints.
+    #[command(subcommand)]
+    Endpoints(manage::EndpointsCommand),
+    /// Start a server and local agents, and run an upgrade with a rollback, end to end.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Data directory (CA, certificates, database, admin token, packages).
+    #[arg(long, default_value = "rollgate-data")]
+    data_dir: PathBuf,
+    /// Address to listen on (HTTPS only).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// A certificate chain (PEM) to present instead of the generated one.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Endpoints not seen for this many seconds are not released.
+    #[arg(long, default_value_t = 300)]
+    offline_after: u64,
+    /// Largest package accepted, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    max_package_mib: u64,
+    /// How often the scheduler looks at every live set, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    tick_ms: u64,
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// Server URL; several may be given, comma-separated, and are tried in order.
+    #[arg(long, env = "ROLLGATE_SERVER", value_delimiter = ',', required = true)]
+    server: Vec<String>,
+    /// The server's CA certificate (needed to enroll; kept afterwards).
+    #[arg(long, env = "ROLLGATE_CA")]
+    ca: Option<PathBuf>,
+    /// Enrollment token (needed only on the first start).
+    #[arg(long, env = "ROLLGATE_ENROLL_TOKEN")]
+    enroll_token: Option<String>,
+    /// Where the agent keeps its identity, jobs and installed versions.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// A label key=value to report (repeatable), e.g. site=berlin.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Longest wait between polls, in seconds (the server holds each poll up to this long).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    poll_interval: u64,
+    /// Seconds a new agent binary has to check in after a self-upgrade.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    self_upgrade_grace: u64,
+    /// Host name to report instead of the machine's.
+    #[arg(long)]
+    hostname: Option<String>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    rollgate_core::selector::parse_label(text).map_err(|e| e.to_string())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn,rustls=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One process-wide TLS provider, chosen explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(a) => {
+            init_tracing();
+            let mut config = rollgate_server::ServerConfig::new(a.data_dir, a.listen);
+            config.tls_cert = a.tls_cert;
+            config.tls_key = a.tls_key;
+            config.offline_after_secs = a.offline_after;
+            config.max_package_bytes = a.max_package_mib.saturating_mul(1024 * 1024);
+            config.tick_ms = a.tick_ms;
+            rollgate_server::run(config).await
+        }
+        Command::Agent(a) => {
+            init_tracing();
+            let config = rollgate_agent::AgentConfig {
+                servers: a.server.iter().map(|s| s.trim_end_matches('/').to_string()).collect(),
+                ca_file: a.ca,
+                enroll_token: a.enroll_token,
+                state_dir: a.state_dir,
+                labels: a.labels.into_iter().collect(),
+                poll_interval_secs: a.poll_interval,
+                self_upgrade_grace_secs: a.self_upgrade_grace,
+                hostname: a.hostname,
+            };
+            rollgate_agent::run(config).await
+        }
+        Command::EnrollToken(c) => manage::enroll_token(c).await,
+        Command::Packages(c) => manage::packages(c).await,
+        Command::Sets(c) => manage::sets(c).await,
+        Command::Endpoints(c) => manage::endpoints(c).await,
+        Command::Demo(a) => demo::run(a).await,
+    }
+}
