@@ -182,9 +182,31 @@ fn restore_previous(agent: &Agent, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Transfer failures (server restarting, connection dropped) are retried within the attempt,
+/// resuming the partial file: a server outage must not use up an endpoint's attempts. Bytes
+/// that fail verification are not retried here; that is a failed attempt.
+const TRANSFER_RETRIES: u32 = 8;
+
+async fn fetch_with_retries(agent: &Agent, job: &Job) -> Result<std::path::PathBuf, DownloadError> {
+    let a = &job.assignment;
+    let mut wait = Duration::from_secs(1);
+    let mut tries = 0;
+    loop {
+        match download::fetch_verified(&agent.client, &agent.state.downloads(), &a.download_path, &a.sha256, a.size).await {
+            Err(DownloadError::Transfer(why)) if tries < TRANSFER_RETRIES => {
+                tries += 1;
+                tracing::warn!("download failed ({why}); resuming in {} s", wait.as_secs());
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn attempt_once(agent: &Agent, job: &Job, attempt: u32) -> Result<(), AttemptFailure> {
     let a = &job.assignment;
-    let archive = download::fetch_verified(&agent.client, &agent.state.downloads(), &a.download_path, &a.sha256, a.size)
+    let archive = fetch_with_retries(agent, job)
         .await
         .map_err(|e| {
             let phase = match e {

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Keeps a fleet of endpoints patched and upgraded.
 #[derive(Parser, Debug)]
-#[command(name = "rollgate", version, about, propagate_version = true)]
+#[command(name = "rollgate", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -155,5 +155,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sets(c) => manage::sets(c).await,
         Command::Endpoints(c) => manage::endpoints(c).await,
         Command::Demo(a) => demo::run(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks its own definition (unique names, valid defaults) only when asked.
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

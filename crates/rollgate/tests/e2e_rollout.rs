@@ -1,0 +1,136 @@
+//! End to end: a real server and real agents over mutual TLS roll out a package under a
+//! max-in-flight limit, roll back a failing health check, refuse corrupt bytes, and finish
+//! correctly after the server is killed mid-rollout.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn ids(endpoints: &[Value]) -> Vec<String> {
+    endpoints.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn create_set(server: &Server, name: &str, version: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["sets", "create", "--name", name, "--product", "sample", "--version", version, "--backoff", "1"];
+    args.extend_from_slice(extra);
+    server.json(&args)
+}
+
+#[test]
+fn limit_holds_and_failing_health_rolls_back_to_the_previous_version() {
+    let server = Server::start();
+    let token = server.token(6);
+    let agents: Vec<Agent> = (0..6)
+        .map(|i| {
+            let health = if i == 3 { "health=fail" } else { "health=ok" };
+            server.agent(&format!("host-{i}"), &token, &["site=berlin", health])
+        })
+        .collect();
+    let endpoints = server.wait_endpoints(6);
+    let v1 = sample_package(server.dir.path(), "1.0.0", 0.0, false);
+    let v2 = sample_package(server.dir.path(), "2.0.0", 1.0, true);
+    let added = server.add_package(&v1, "sample", "1.0.0", &[]);
+    assert_eq!(added["size"].as_u64().unwrap(), std::fs::metadata(&v1).unwrap().len());
+    assert_eq!(added["sha256"].as_str().unwrap().len(), 64);
+    server.add_package(&v2, "sample", "2.0.0", &["--min-from", "1.0.0"]);
+
+    // The broken endpoint is fine on 1.0.0, whose health check always passes.
+    create_set(&server, "base", "1.0.0", &["--max-in-flight", "6"]);
+    let baseline = server.wait_set("base", Duration::from_secs(60));
+    assert_eq!(baseline["counts"]["succeeded"], 6, "{baseline:#}");
+
+    let created = create_set(&server, "up", "2.0.0", &["--max-in-flight", "2", "--max-attempts", "2", "--seed", "7"]);
+    assert_eq!(created["max_in_flight"], 2);
+    let set = server.wait_set("up", Duration::from_secs(120));
+    assert_eq!(set["counts"]["succeeded"], 5, "{set:#}");
+    assert_eq!(set["counts"]["rolled_back"], 1, "{set:#}");
+    assert_eq!(set["counts"]["pending"], 0);
+    assert_eq!(set["counts"]["in_progress"], 0);
+
+    let peak = peak_in_flight(&server, "up", &ids(&endpoints));
+    assert_eq!(peak, 2, "attempts of set `up` overlapped {peak} at a time; limit 2");
+
+    let broken = &agents[3];
+    let broken_id = endpoints.iter().find(|e| e["hostname"] == "host-3").unwrap()["id"].as_str().unwrap().to_string();
+    let member = set["endpoints"].as_array().unwrap().iter().find(|e| e["id"] == broken_id.as_str()).unwrap();
+    assert_eq!(member["state"], "rolled_back");
+    assert_eq!(member["attempts"], 2);
+    assert!(member["reason"].as_str().unwrap().contains("unhealthy here"), "{member}");
+    assert_eq!(broken.current("sample").as_deref(), Some("1.0.0"), "previous version still in place");
+    let detail = server.json(&["endpoints", "show", &broken_id]);
+    assert_eq!(detail["products"]["sample"], "1.0.0");
+    let history: Vec<&Value> = detail["history"].as_array().unwrap().iter().filter(|a| a["set"] == "up").collect();
+    let outcomes: Vec<&str> = history.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["failed", "rolled_back"]);
+    assert!(history.iter().all(|a| a["from_version"] == "1.0.0" && a["to_version"] == "2.0.0"));
+
+    for (i, agent) in agents.iter().enumerate() {
+        if i != 3 {
+            assert_eq!(agent.current("sample").as_deref(), Some("2.0.0"), "agent {i}");
+        }
+    }
+}
+
+#[test]
+fn corrupt_package_bytes_are_never_installed() {
+    let server = Server::start();
+    let token = server.token(1);
+    let agent = server.agent("host-0", &token, &[]);
+    server.wait_endpoints(1);
+    let pkg = sample_package(server.dir.path(), "1.0.0", 0.0, false);
+    let added = server.add_package(&pkg, "sample", "1.0.0", &[]);
+    // What a damaged disk or a tampering intermediary would do: same size, different bytes.
+    let stored = server.data().join("packages/sha256").join(added["sha256"].as_str().unwrap());
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&stored, &bytes).unwrap();
+
+    create_set(&server, "bad-bytes", "1.0.0", &["--max-attempts", "2"]);
+    let set = server.wait_set("bad-bytes", Duration::from_secs(60));
+    assert_eq!(set["counts"]["failed"], 1, "{set:#}");
+    let member = &set["endpoints"][0];
+    assert_eq!(member["attempts"], 2);
+    let reason = member["reason"].as_str().unwrap();
+    assert!(reason.contains("SHA-256 mismatch"), "{reason}");
+    assert!(!agent.state.join("products/sample/versions/1.0.0").exists(), "nothing unpacked");
+    assert_eq!(agent.current("sample"), None);
+    let leftovers: Vec<_> = std::fs::read_dir(agent.state.join("downloads")).unwrap().collect();
+    assert!(leftovers.is_empty(), "corrupt download deleted: {leftovers:?}");
+}
+
+#[test]
+fn server_killed_mid_rollout_finishes_without_exceeding_the_limit() {
+    let mut server = Server::start();
+    let token = server.token(6);
+    let _agents: Vec<Agent> = (0..6).map(|i| server.agent(&format!("host-{i}"), &token, &[])).collect();
+    let endpoints = server.wait_endpoints(6);
+    let pkg = sample_package(server.dir.path(), "1.0.0", 1.5, false);
+    server.add_package(&pkg, "sample", "1.0.0", &[]);
+    create_set(&server, "crash", "1.0.0", &["--max-in-flight", "2"]);
+
+    wait_for("the rollout to be under way", Duration::from_secs(60), || {
+        let set = server.json(&["sets", "show", "crash"]);
+        set["counts"]["succeeded"].as_u64().unwrap() >= 1 && set["counts"]["in_progress"].as_u64().unwrap() >= 1
+    });
+    server.kill();
+    // Agents keep installing and queue their reports while the server is down.
+    std::thread::sleep(Duration::from_secs(2));
+    server.spawn();
+
+    let set = server.wait_set("crash", Duration::from_secs(120));
+    assert_eq!(set["counts"]["succeeded"], 6, "{set:#}");
+    let peak = peak_in_flight(&server, "crash", &ids(&endpoints));
+    assert!(peak <= 2, "attempts overlapped {peak} at a time; limit 2");
+    for id in ids(&endpoints) {
+        let detail = server.json(&["endpoints", "show", &id]);
+        let attempts: Vec<&Value> = detail["history"].as_array().unwrap().iter().filter(|a| a["set"] == "crash").collect();
+        assert_eq!(attempts.len(), 1, "one attempt, recorded once, for {id}: {attempts:?}");
+        assert_eq!(attempts[0]["outcome"], "succeeded");
+    }
+}
