@@ -5,6 +5,7 @@
 //! is what lets the same code run in the server, the agent and a simulator in virtual time.
 
 pub mod member;
+pub mod names;
 pub mod order;
 pub mod policy;
 pub mod release;

@@ -112,6 +112,11 @@ impl Api {
 
     /// Uploads a package file, streaming it with a progress bar.
     pub async fn upload(&self, file: &Path, product: &str, version: &str, module: &str, min_from: Option<&str>, quiet: bool) -> anyhow::Result<PackageInfo> {
+        rollgate_core::names::validate("product", product).map_err(anyhow::Error::msg)?;
+        rollgate_core::version::validate(version).map_err(anyhow::Error::msg)?;
+        if let Some(min) = min_from {
+            rollgate_core::version::validate(min).map_err(anyhow::Error::msg)?;
+        }
         let size = tokio::fs::metadata(file).await.with_context(|| format!("cannot read {}", file.display()))?.len();
         if size == 0 {
             bail!("{} is empty", file.display());
@@ -432,10 +437,9 @@ pub async fn sets(cmd: SetsCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Names and ids go into URL paths: refuse anything that is not one safe segment.
 fn path_segment(name: &str) -> anyhow::Result<&str> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) || name.starts_with('.') {
-        bail!("bad name `{name}`: names hold letters, digits, `-`, `_` and `.`");
-    }
+    rollgate_core::names::validate("set or endpoint", name).map_err(anyhow::Error::msg)?;
     Ok(name)
 }
 

@@ -143,11 +143,9 @@ pub async fn create_set(
     _: Admin,
     JsonBody(req): JsonBody<CreateSet>,
 ) -> Result<(StatusCode, Json<SetView>), ApiError> {
-    validate_product(&req.name).map_err(|_| {
-        ApiError::bad_request(format!("bad set name `{}`: use 1 to 64 letters, digits, `-`, `_`, `.`", req.name))
-    })?;
+    rollgate_core::names::validate("set", &req.name).map_err(ApiError::bad_request)?;
     let package = state.store.get_package(&req.product, &req.version).await.map_err(|e| match e {
-        StoreError::NotFound(what) => ApiError::bad_request(format!("{what}: add it first with `rollgate packages add`")),
+        StoreError::NotFound(what) => ApiError::bad_request(format!("{what} not found: add it first with `rollgate packages add`")),
         other => other.into(),
     })?;
     let selector = Selector::parse(&req.target).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -169,17 +169,7 @@ impl FromRequestParts<AppState> for AgentId {
 
 /// Checks a product name: it becomes a directory name on endpoints.
 pub fn validate_product(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "bad product name `{name}`: use 1 to 64 letters, digits, `-`, `_`, `.`, starting with a letter or digit"
-        )))
-    }
+    rollgate_core::names::validate("product", name).map_err(ApiError::bad_request)
 }
 
 /// RFC 3339 for the wire.
