@@ -81,6 +81,9 @@ pub async fn fetch_verified(
         offset = 0;
     }
     if offset < size {
+        if offset > 0 {
+            tracing::info!("resuming the download of {sha256} at byte {offset} of {size}");
+        }
         let response = client.download(download_path, offset).await.map_err(|e| DownloadError::Transfer(e.to_string()))?;
         let append = response.status() == StatusCode::PARTIAL_CONTENT;
         if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {

@@ -1138,21 +1138,17 @@ async fn spawn(command: &mut Command) -> io::Result<tokio::process::Child> {
     }
 }
 
-/// Sends SIGKILL to the process group `pgid`. The workspace forbids `unsafe`, so `killpg(2)` is
-/// out of reach; the `kill` program does the same thing.
+/// Sends SIGKILL to the process group `pgid`, so that children a script started die with it.
+/// `rustix` wraps `kill(2)` safely; the workspace forbids `unsafe`.
 async fn kill_process_group(pgid: u32) {
-    let result = Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    match result {
-        Ok(status) if status.success() => {}
-        Ok(status) => tracing::warn!(pgid, %status, "kill of a timed-out process group failed"),
-        Err(e) => {
-            tracing::warn!(pgid, error = %e, "could not run `kill` for a timed-out process group")
+    let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) else {
+        tracing::warn!(pgid, "not a valid process group id");
+        return;
+    };
+    if let Err(e) = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL) {
+        // ESRCH: the group is already gone, which is what we wanted.
+        if e != rustix::io::Errno::SRCH {
+            tracing::warn!(pgid, error = %e, "kill of a timed-out process group failed");
         }
     }
 }

@@ -134,3 +134,40 @@ fn server_killed_mid_rollout_finishes_without_exceeding_the_limit() {
         assert_eq!(attempts[0]["outcome"], "succeeded");
     }
 }
+
+#[test]
+fn downloads_resume_from_the_partial_file_and_a_restarted_agent_keeps_its_identity() {
+    let server = Server::start();
+    let token = server.token(1);
+    let mut agent = server.agent("host-0", &token, &[]);
+    let first = server.wait_endpoints(1);
+    let pkg = sample_package(server.dir.path(), "1.0.0", 0.0, false);
+    let added = server.add_package(&pkg, "sample", "1.0.0", &[]);
+    let sha = added["sha256"].as_str().unwrap();
+
+    // Restart the agent: its one-use token is spent, so only its saved identity lets it back in.
+    agent.proc = None;
+    agent.spawn();
+    wait_for("the restarted agent to log its start", Duration::from_secs(30), || {
+        agent.log().matches("running as endpoint").count() == 2
+    });
+    assert!(agent.log().contains(first[0]["id"].as_str().unwrap()));
+    assert_eq!(server.json(&["endpoints", "list"]).as_array().unwrap().len(), 1);
+
+    // A partial download whose first bytes are wrong: if the agent resumes from it (as it
+    // should), the whole file fails verification, is deleted, and the next attempt fetches it
+    // afresh. Without resuming, attempt 1 would simply succeed.
+    let prefix = std::fs::read(&pkg).unwrap()[..64].iter().map(|b| b ^ 0x5a).collect::<Vec<u8>>();
+    std::fs::write(agent.state.join("downloads").join(format!("{sha}.part")), prefix).unwrap();
+    create_set(&server, "resume", "1.0.0", &["--max-attempts", "2"]);
+    let set = server.wait_set("resume", Duration::from_secs(60));
+    assert_eq!(set["counts"]["succeeded"], 1, "{set:#}");
+    let detail = server.json(&["endpoints", "show", first[0]["id"].as_str().unwrap()]);
+    let history = detail["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:#?}");
+    assert_eq!(history[0]["outcome"], "failed");
+    assert!(history[0]["reason"].as_str().unwrap().contains("SHA-256 mismatch"), "{history:#?}");
+    assert_eq!(history[1]["outcome"], "succeeded");
+    assert!(agent.log().contains("resuming the download"));
+    assert_eq!(agent.current("sample").as_deref(), Some("1.0.0"));
+}

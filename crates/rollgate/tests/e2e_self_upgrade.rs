@@ -5,14 +5,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn alive(pid: i32) -> bool {
-    Command::new("kill").args(["-0", &pid.to_string()]).status().unwrap().success()
-}
 
 #[test]
 fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails() {

@@ -188,11 +188,16 @@ impl Agent {
     }
 }
 
+/// True while a process with this pid exists.
+pub fn alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         // A self-upgraded agent is not our child: kill it by its pid file.
-        if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        if let Some(pid) = self.pid().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
 }

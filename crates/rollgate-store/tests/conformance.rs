@@ -1,0 +1,206 @@
+//! The storage conformance suite: every scenario is written once against `&dyn Store` and runs
+//! against every backend that [`backends`] returns, so the backends cannot drift apart.
+//!
+//! Each test loops over the backends and prints which one it is running, so a failure names
+//! its backend. Time is always passed in explicitly (see [`t`]); nothing here reads the clock
+//! or sleeps. The scenarios live in `tests/conformance/`, one file per area of the trait.
+
+// Tests unwrap freely: every input is a literal written here, and a panic with its location is
+// exactly the failure report a test should give.
+#![allow(clippy::unwrap_used)]
+
+mod enrollment;
+mod endpoints;
+mod meta;
+mod packages;
+mod property;
+mod reports;
+mod sets;
+mod tick;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use rollgate_core::member::MemberState;
+use rollgate_store::sqlite::SqliteStore;
+use rollgate_store::{EndpointRecord, NewSet, PackageRecord, ReportKindRecord, ReportRecord, SetRecord, Store, TickParams};
+
+/// One backend under test: a fresh, empty store and whatever keeps it alive.
+pub struct Backend {
+    /// Printed before each scenario, so a failing run names its backend.
+    pub name: &'static str,
+    /// The store, empty when handed out.
+    pub store: Arc<dyn Store>,
+    /// Dropped after `store` (fields drop in order): the temp directory, a database to drop, ….
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Backend {
+    /// Prints which scenario runs on which backend and returns the store.
+    pub fn start(&self, scenario: &str) -> &dyn Store {
+        println!("conformance: scenario `{scenario}` on backend `{}`", self.name);
+        &*self.store
+    }
+}
+
+/// Every backend to run the scenarios against, each a fresh, empty store.
+///
+/// Each call must return stores that share nothing with any other call: tests run in parallel.
+pub async fn backends() -> Vec<Backend> {
+    #[allow(unused_mut)] // Becomes mutable when PostgreSQL is pushed below.
+    let mut all = vec![sqlite().await];
+    // PostgreSQL plugs in here. When `DATABASE_URL` is set (on the project's machines,
+    // `postgres://…@127.0.0.1:5432/test`), push one more backend:
+    //
+    //     if let Ok(url) = std::env::var("DATABASE_URL") {
+    //         all.push(postgres(&url).await);
+    //     }
+    //
+    // where `postgres` connects, creates a uniquely named schema (or database) for this call,
+    // runs the PostgreSQL migrations in it through `PostgresStore::open`, and returns a guard
+    // that drops the schema. Nothing else in this suite changes.
+    all
+}
+
+/// A fresh SQLite database file in its own temp directory.
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("rollgate.db")).await.unwrap();
+    Backend { name: "sqlite", store: Arc::new(store), _guard: Box::new(dir) }
+}
+
+/// An instant `secs` seconds after a fixed base (2027-01-15T08:00:00Z); never the clock.
+pub fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+/// The product every set in this suite upgrades.
+pub const PRODUCT: &str = "agent";
+/// The version every set in this suite installs.
+pub const TARGET: &str = "2.0.0";
+/// The version endpoints upgrade from.
+pub const FROM: &str = "1.0.0";
+/// Scheduler settings for scenarios not about offline endpoints: a day, longer than any
+/// scenario, so endpoints touched at `t(0)` stay online.
+pub const PARAMS: TickParams = TickParams { offline_after_secs: 86_400 };
+
+/// A label or product map from pairs.
+pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// An endpoint as it enrolls: never seen, nothing installed.
+pub fn endpoint(id: &str) -> EndpointRecord {
+    EndpointRecord {
+        id: id.to_string(),
+        hostname: format!("{id}.example.net"),
+        os: "linux".to_string(),
+        labels: map(&[("site", "hq")]),
+        products: BTreeMap::new(),
+        cert_fingerprint: format!("fp-{id}"),
+        enrolled_at: t(0),
+        last_seen: None,
+    }
+}
+
+/// Enrolls `ids` through one token with exactly enough uses, at `t(0)`, without touching them.
+pub async fn enroll_all(s: &dyn Store, ids: &[&str]) {
+    let token = format!("token-for-{}", ids.join(","));
+    s.create_enroll_token(&token, ids.len() as u32, t(1_000_000), t(0)).await.unwrap();
+    for id in ids {
+        s.enroll(&token, &endpoint(id), t(0)).await.unwrap();
+    }
+}
+
+/// Enrolls `ids` and marks them seen at `t(0)`, so they are online under [`PARAMS`].
+pub async fn online_endpoints(s: &dyn Store, ids: &[&str]) {
+    enroll_all(s, ids).await;
+    for id in ids {
+        s.touch_endpoint(id, t(0)).await.unwrap();
+    }
+}
+
+/// Sets what `id` has installed of [`PRODUCT`] (and marks it seen at `now`).
+pub async fn install(s: &dyn Store, id: &str, version: &str, now: Timestamp) {
+    let e = s.get_endpoint(id).await.unwrap();
+    s.update_inventory(id, &e.hostname, &e.os, &e.labels, &map(&[(PRODUCT, version)]), now).await.unwrap();
+}
+
+/// A package record with a SHA derived from its name.
+pub fn package(product: &str, version: &str, created_at: Timestamp) -> PackageRecord {
+    PackageRecord {
+        product: product.to_string(),
+        version: version.to_string(),
+        module: "tarball".to_string(),
+        sha256: format!("sha-{product}-{version}"),
+        size: 4096,
+        min_from: None,
+        created_at,
+    }
+}
+
+/// A set of [`PRODUCT`] [`TARGET`] with a 600 s stuck timeout and no start time or window.
+pub fn new_set(name: &str, max_in_flight: u32) -> NewSet {
+    NewSet {
+        name: name.to_string(),
+        product: PRODUCT.to_string(),
+        version: TARGET.to_string(),
+        selector: "site=hq".to_string(),
+        max_in_flight,
+        max_attempts: 3,
+        start_at: None,
+        window: None,
+        seed: 7,
+        backoff_secs: 30,
+        stuck_timeout_secs: 600,
+        step_timeout_secs: 300,
+    }
+}
+
+/// Members ranked in the order given.
+pub fn ranked(ids: &[&str]) -> Vec<(String, u32)> {
+    ids.iter().enumerate().map(|(i, id)| (id.to_string(), i as u32)).collect()
+}
+
+/// The usual fixture: the target package, `ids` enrolled and online, and an active set named
+/// `name` over them in the order given, created at `t(0)`.
+pub async fn fleet(s: &dyn Store, name: &str, max_in_flight: u32, ids: &[&str]) -> SetRecord {
+    s.insert_package(&package(PRODUCT, TARGET, t(0))).await.unwrap();
+    online_endpoints(s, ids).await;
+    s.create_set(&new_set(name, max_in_flight), &ranked(ids), t(0)).await.unwrap()
+}
+
+/// Each member's endpoint and state, in rank order.
+pub async fn states(s: &dyn Store, set_id: i64) -> Vec<(String, MemberState)> {
+    s.set_members(set_id).await.unwrap().into_iter().map(|m| (m.endpoint_id, m.member.state)).collect()
+}
+
+/// `(id, state)` pairs from literals, to compare with [`states`].
+pub fn expect(pairs: &[(&str, MemberState)]) -> Vec<(String, MemberState)> {
+    pairs.iter().map(|(id, st)| (id.to_string(), *st)).collect()
+}
+
+/// The endpoints holding a slot in the set, in rank order.
+pub async fn in_flight(s: &dyn Store, set_id: i64) -> Vec<String> {
+    s.set_members(set_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.member.state == MemberState::InProgress)
+        .map(|m| m.endpoint_id)
+        .collect()
+}
+
+/// A report from [`FROM`] to [`TARGET`] with the agent's clock at `at`.
+pub fn report(set_id: i64, attempt: u32, kind: ReportKindRecord, reason: Option<&str>, at: Timestamp) -> ReportRecord {
+    ReportRecord {
+        set_id,
+        attempt,
+        kind,
+        reason: reason.map(str::to_string),
+        from_version: Some(FROM.to_string()),
+        to_version: TARGET.to_string(),
+        at,
+    }
+}

@@ -1,0 +1,82 @@
+//! Conformance: enrollment tokens (`create_enroll_token`, `enroll`).
+
+use rollgate_store::{Store, StoreError};
+
+use crate::{backends, endpoint, t};
+
+/// The message of a `TokenRefused`, or a panic naming what came instead.
+fn refusal(result: Result<(), StoreError>) -> String {
+    match result {
+        Err(StoreError::TokenRefused(message)) => message,
+        other => panic!("expected TokenRefused, got {other:?}"),
+    }
+}
+
+async fn endpoint_ids(s: &dyn Store) -> Vec<String> {
+    s.list_endpoints().await.unwrap().into_iter().map(|e| e.id).collect()
+}
+
+#[tokio::test]
+async fn enroll_consumes_one_use_per_endpoint() {
+    for b in backends().await {
+        let s = b.start("enroll_consumes_one_use_per_endpoint");
+        s.create_enroll_token("tok", 2, t(1000), t(0)).await.unwrap();
+        s.enroll("tok", &endpoint("ep-a"), t(10)).await.unwrap();
+        s.enroll("tok", &endpoint("ep-b"), t(20)).await.unwrap();
+        let message = refusal(s.enroll("tok", &endpoint("ep-c"), t(30)).await);
+        assert!(message.contains("no uses left"), "{message}");
+        assert_eq!(endpoint_ids(s).await, ["ep-a", "ep-b"]);
+        assert_eq!(s.get_endpoint("ep-a").await.unwrap(), endpoint("ep-a"));
+    }
+}
+
+#[tokio::test]
+async fn refused_tokens_have_distinct_reasons_and_create_nothing() {
+    for b in backends().await {
+        let s = b.start("refused_tokens_have_distinct_reasons_and_create_nothing");
+        s.create_enroll_token("expiring", 5, t(100), t(0)).await.unwrap();
+        s.create_enroll_token("empty", 0, t(1000), t(0)).await.unwrap();
+
+        let unknown = refusal(s.enroll("never-issued", &endpoint("ep-1"), t(50)).await);
+        // Expiry is inclusive: at `expires_at` the token is already refused.
+        let expired = refusal(s.enroll("expiring", &endpoint("ep-2"), t(100)).await);
+        let expired_later = refusal(s.enroll("expiring", &endpoint("ep-2"), t(5000)).await);
+        let used_up = refusal(s.enroll("empty", &endpoint("ep-3"), t(50)).await);
+
+        assert!(unknown.contains("unknown"), "{unknown}");
+        assert!(expired.contains("expired"), "{expired}");
+        assert_eq!(expired, expired_later);
+        assert!(used_up.contains("no uses left"), "{used_up}");
+        assert!(unknown != expired && expired != used_up && unknown != used_up);
+
+        assert!(endpoint_ids(s).await.is_empty(), "a refused enrollment created an endpoint");
+        for id in ["ep-1", "ep-2", "ep-3"] {
+            assert!(matches!(s.get_endpoint(id).await, Err(StoreError::NotFound(_))));
+        }
+
+        // One second before expiry the same token still works, and its refusals used nothing.
+        s.enroll("expiring", &endpoint("ep-2"), t(99)).await.unwrap();
+        assert_eq!(endpoint_ids(s).await, ["ep-2"]);
+    }
+}
+
+#[tokio::test]
+async fn duplicate_endpoint_id_conflicts_and_keeps_the_use() {
+    for b in backends().await {
+        let s = b.start("duplicate_endpoint_id_conflicts_and_keeps_the_use");
+        s.create_enroll_token("tok", 2, t(1000), t(0)).await.unwrap();
+        s.enroll("tok", &endpoint("ep-a"), t(10)).await.unwrap();
+
+        let mut again = endpoint("ep-a");
+        again.hostname = "impostor".to_string();
+        let err = s.enroll("tok", &again, t(20)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(s.get_endpoint("ep-a").await.unwrap(), endpoint("ep-a"), "the first enrollment must stand");
+
+        // The refused enrollment was rolled back with its token use: one use is left.
+        s.enroll("tok", &endpoint("ep-b"), t(30)).await.unwrap();
+        let message = refusal(s.enroll("tok", &endpoint("ep-c"), t(40)).await);
+        assert!(message.contains("no uses left"), "{message}");
+        assert_eq!(endpoint_ids(s).await, ["ep-a", "ep-b"]);
+    }
+}
