@@ -39,7 +39,7 @@ pub enum Poll {
     /// Nothing changed since the ETag the agent sent.
     NotModified,
     /// The current work and its ETag.
-    Work(WorkResponse, Option<String>),
+    Work(Box<WorkResponse>, Option<String>),
 }
 
 /// An HTTPS client for one agent.
@@ -164,7 +164,7 @@ impl Client {
             return Err(error_of(response).await);
         }
         let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
-        Ok(Poll::Work(response.json().await.map_err(network)?, etag))
+        Ok(Poll::Work(Box::new(response.json().await.map_err(network)?), etag))
     }
 
     /// `POST /v1/agent/reports`.

@@ -113,7 +113,10 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
         job.in_attempt = true;
         agent.state.write_json("job.json", &job)?;
         tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, attempt, "attempt started");
-        let result = attempt_once(agent, &job, attempt).await;
+        let result = tokio::select! {
+            result = attempt_once(agent, &job, attempt) => result,
+            never = heartbeats(agent, &job, attempt) => match never {},
+        };
         job.in_attempt = false;
         match result {
             Ok(()) => {
@@ -129,6 +132,21 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// Tells the server every `heartbeat_secs` that the attempt is still running, so a long
+/// download or install keeps its slot. Runs until the attempt ends (the caller drops it).
+async fn heartbeats(agent: &Agent, job: &Job, attempt: u32) -> std::convert::Infallible {
+    let every = Duration::from_secs(job.assignment.heartbeat_secs.max(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let beat = report(job, attempt, ReportKind::Heartbeat, None, None);
+        if let Err(err) = agent.client.report(&beat).await {
+            // The attempt goes on: it has its own time limits, and the outcome is reported
+            // (late if need be) whatever the server thinks of the slot now.
+            tracing::warn!("heartbeat not accepted: {err}");
         }
     }
 }

@@ -55,6 +55,8 @@ pub enum MemberEvent {
     Skip { outcome: Outcome, reason: String },
     /// The agent is about to start attempt `attempt` (1-based).
     AttemptStarted { attempt: u32 },
+    /// The agent is still working on attempt `attempt` (keeps its slot from timing out).
+    Heartbeat { attempt: u32 },
     /// Attempt `attempt` failed and will be retried or given up.
     AttemptFailed { attempt: u32, reason: String },
     /// The agent is done with this set.
@@ -133,6 +135,12 @@ impl Member {
                 return Ok(Applied::Unchanged);
             }
             (state, MemberEvent::AttemptStarted { .. }) => return Err(MemberError::NoSlot(state)),
+            // Only the time of the last report changes, which the caller stores.
+            (InProgress, MemberEvent::Heartbeat { attempt }) if attempt == self.attempts => {}
+            (InProgress | Succeeded | Failed | RolledBack, MemberEvent::Heartbeat { attempt }) if attempt <= self.attempts => {
+                return Ok(Applied::Unchanged);
+            }
+            (state, MemberEvent::Heartbeat { .. }) => return Err(MemberError::NoSlot(state)),
             (InProgress | TimedOut, MemberEvent::AttemptFailed { attempt, reason }) => {
                 let text = format!("attempt {attempt} failed: {reason}");
                 if self.reason.as_deref() == Some(text.as_str()) && attempt <= self.attempts {
@@ -351,6 +359,30 @@ mod tests {
                 TimedOut { silent_secs: 900 } -> Changed; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
                 AttemptStarted { attempt: 2 } -> error: endpoint holds no slot in this set (it is timed_out); do not install; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
                 Finished { outcome: Succeeded, reason: None } -> Changed; succeeded attempts=1 slot=false reason=None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn heartbeats_keep_only_the_current_attempt_alive() {
+        check(
+            vec![
+                Heartbeat { attempt: 1 },
+                Release,
+                AttemptStarted { attempt: 1 },
+                Heartbeat { attempt: 1 },
+                Heartbeat { attempt: 2 },
+                TimedOut { silent_secs: 900 },
+                Heartbeat { attempt: 1 },
+            ],
+            expect_test::expect![[r#"
+                Heartbeat { attempt: 1 } -> error: endpoint holds no slot in this set (it is pending); do not install; pending attempts=0 slot=false reason=None
+                Release -> Changed; in_progress attempts=0 slot=true reason=None
+                AttemptStarted { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
+                Heartbeat { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
+                Heartbeat { attempt: 2 } -> error: endpoint holds no slot in this set (it is in_progress); do not install; in_progress attempts=1 slot=true reason=None
+                TimedOut { silent_secs: 900 } -> Changed; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
+                Heartbeat { attempt: 1 } -> error: endpoint holds no slot in this set (it is timed_out); do not install; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
             "#]],
         );
     }

@@ -108,6 +108,9 @@ impl PackageStore {
             }
             let final_path = self.path_of(&actual);
             tokio::fs::rename(&tmp_path, &final_path).await?;
+            // The rename is durable only once the directory is: the database row that names
+            // these bytes is written right after.
+            tokio::fs::File::open(self.root.join("sha256")).await?.sync_all().await?;
             Ok(Stored { sha256: actual, size })
         }
         .await;

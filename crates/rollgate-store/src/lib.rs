@@ -195,6 +195,8 @@ pub struct ReportRecord {
 pub enum ReportKindRecord {
     /// About to start an attempt.
     AttemptStarted,
+    /// Still working on the attempt.
+    Heartbeat,
     /// An attempt failed.
     AttemptFailed,
     /// Finished with this outcome.

@@ -544,6 +544,21 @@ impl Store for SqliteStore {
                     member.apply(event.clone())?;
                     let released_at = if *event == MemberEvent::Release { Some(now) } else { record.released_at };
                     save_member(&mut tx, set_id, endpoint_id, &member, released_at, record.last_report_at).await?;
+                    if member.state == MemberState::TimedOut {
+                        // Close the running attempt in the history; a late report may still
+                        // replace this outcome with the real one.
+                        sqlx::query(
+                            "UPDATE attempts SET outcome = 'timed_out', finished_at = ?, reason = ?
+                             WHERE set_id = ? AND endpoint_id = ? AND attempt = ? AND outcome = 'in_progress'",
+                        )
+                        .bind(ms(now))
+                        .bind(&member.reason)
+                        .bind(set_id)
+                        .bind(endpoint_id)
+                        .bind(i64::from(member.attempts))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
             }
         }
@@ -577,6 +592,7 @@ impl Store for SqliteStore {
         let mut member = record.member.clone();
         let event = match r.kind {
             ReportKindRecord::AttemptStarted => MemberEvent::AttemptStarted { attempt: r.attempt },
+            ReportKindRecord::Heartbeat => MemberEvent::Heartbeat { attempt: r.attempt },
             ReportKindRecord::AttemptFailed => {
                 MemberEvent::AttemptFailed { attempt: r.attempt, reason: r.reason.clone().unwrap_or_else(|| "no reason given".into()) }
             }
@@ -587,6 +603,7 @@ impl Store for SqliteStore {
             save_member(&mut tx, r.set_id, endpoint_id, &member, record.released_at, Some(now)).await?;
         }
         match r.kind {
+            ReportKindRecord::Heartbeat => {}
             ReportKindRecord::AttemptStarted => {
                 sqlx::query(
                     "INSERT INTO attempts (set_id, endpoint_id, attempt, product, from_version, to_version, started_at, outcome)
@@ -607,10 +624,11 @@ impl Store for SqliteStore {
                     ReportKindRecord::Finished(o) => o.as_str(),
                     _ => "failed",
                 };
-                // Only an attempt still running takes an outcome, so a repeated report changes nothing.
+                // Only an attempt still running (or closed by a timeout) takes an outcome, so a
+                // repeated report changes nothing.
                 sqlx::query(
                     "UPDATE attempts SET finished_at = ?, outcome = ?, reason = ?
-                     WHERE set_id = ? AND endpoint_id = ? AND attempt = ? AND outcome = 'in_progress'",
+                     WHERE set_id = ? AND endpoint_id = ? AND attempt = ? AND outcome IN ('in_progress', 'timed_out')",
                 )
                 .bind(ms(r.at))
                 .bind(outcome)

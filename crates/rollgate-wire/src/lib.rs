@@ -103,6 +103,8 @@ pub struct Assignment {
     pub backoff_max_secs: u64,
     /// Time limit for each install, health or rollback process.
     pub step_timeout_secs: u64,
+    /// How often to send a heartbeat during an attempt: well inside the set's stuck timeout.
+    pub heartbeat_secs: u64,
 }
 
 /// One fact an agent reports about its work on a set. Reports are idempotent: the same report
@@ -137,6 +139,8 @@ pub struct Report {
 pub enum ReportKind {
     /// About to start an attempt. The agent installs only after this is accepted.
     AttemptStarted,
+    /// Still working on the attempt; sent every `heartbeat_secs` so the slot does not time out.
+    Heartbeat,
     /// The attempt failed; it will be retried or given up.
     AttemptFailed,
     /// Done: upgraded and healthy.
@@ -341,7 +345,8 @@ pub struct AttemptView {
     pub started_at: String,
     /// RFC 3339, agent clock; none while running.
     pub finished_at: Option<String>,
-    /// `in_progress`, `succeeded`, `failed`, `rolled_back`.
+    /// `in_progress`, `succeeded`, `failed`, `rolled_back`, or `timed_out` (the endpoint went
+    /// silent; a late report replaces it).
     pub outcome: String,
     /// Why.
     pub reason: Option<String>,

@@ -109,7 +109,7 @@ fn spawn_agent(exe: &Path, dir: &Path, url: &str, ca: &Path, token: &str, i: u32
         .arg("--state-dir")
         .arg(&state)
         .args(["--label", &format!("site={}", SITES[i as usize % SITES.len()])])
-        .args(["--label", if i % 4 == 0 { "network=remote" } else { "network=on-network" }]);
+        .args(["--label", if i.is_multiple_of(4) { "network=remote" } else { "network=on-network" }]);
     if broken {
         cmd.args(["--label", &format!("demo={BROKEN_LABEL}")]);
     }

@@ -171,3 +171,50 @@ fn downloads_resume_from_the_partial_file_and_a_restarted_agent_keeps_its_identi
     assert!(agent.log().contains("resuming the download"));
     assert_eq!(agent.current("sample").as_deref(), Some("1.0.0"));
 }
+
+#[test]
+fn heartbeats_keep_a_long_install_in_its_slot() {
+    let server = Server::start();
+    let token = server.token(2);
+    let _agents: Vec<Agent> = (0..2).map(|i| server.agent(&format!("host-{i}"), &token, &[])).collect();
+    let endpoints = server.wait_endpoints(2);
+    // The install outlasts the stuck timeout; only heartbeats keep the slot from being freed
+    // (which would let the second endpoint start alongside the first).
+    let pkg = sample_package(server.dir.path(), "1.0.0", 7.0, false);
+    server.add_package(&pkg, "sample", "1.0.0", &[]);
+    create_set(&server, "long", "1.0.0", &["--max-in-flight", "1", "--stuck-timeout", "5s", "--step-timeout", "60s"]);
+    let set = server.wait_set("long", Duration::from_secs(90));
+    assert_eq!(set["counts"]["succeeded"], 2, "{set:#}");
+    assert_eq!(peak_in_flight(&server, "long", &ids(&endpoints)), 1);
+}
+
+#[test]
+fn a_vanished_endpoint_loses_its_slot_after_the_stuck_timeout() {
+    let server = Server::start();
+    let token = server.token(2);
+    let mut agents: Vec<Agent> = (0..2).map(|i| server.agent(&format!("host-{i}"), &token, &[])).collect();
+    let endpoints = server.wait_endpoints(2);
+    let pkg = sample_package(server.dir.path(), "1.0.0", 3.0, false);
+    server.add_package(&pkg, "sample", "1.0.0", &[]);
+    create_set(&server, "vanish", "1.0.0", &["--max-in-flight", "1", "--stuck-timeout", "5s"]);
+
+    let mut first = String::new();
+    wait_for("the first endpoint to start its attempt", Duration::from_secs(30), || {
+        let set = server.json(&["sets", "show", "vanish"]);
+        let running = set["endpoints"].as_array().unwrap().iter().find(|e| e["state"] == "in_progress" && e["attempts"] == 1);
+        if let Some(e) = running {
+            first = e["id"].as_str().unwrap().to_string();
+        }
+        !first.is_empty()
+    });
+    let host = endpoints.iter().find(|e| e["id"] == first.as_str()).unwrap()["hostname"].as_str().unwrap().to_string();
+    let agent = agents.iter_mut().find(|a| a.name == host).unwrap();
+    agent.proc = None; // SIGKILL mid-install: no more heartbeats, no outcome.
+
+    let set = server.wait_set("vanish", Duration::from_secs(60));
+    assert_eq!(set["counts"]["succeeded"], 1, "{set:#}");
+    assert_eq!(set["counts"]["failed"], 1, "{set:#}");
+    let gone = set["endpoints"].as_array().unwrap().iter().find(|e| e["id"] == first.as_str()).unwrap();
+    assert!(gone["reason"].as_str().unwrap().contains("no report for"), "{gone}");
+    assert_eq!(peak_in_flight(&server, "vanish", &ids(&endpoints)), 1);
+}

@@ -114,6 +114,7 @@ async fn current_work(state: &AppState, endpoint_id: &str) -> Result<(WorkRespon
         backoff_initial_secs: set.spec.backoff_secs,
         backoff_max_secs: set.spec.backoff_secs.saturating_mul(16).max(set.spec.backoff_secs),
         step_timeout_secs: set.spec.step_timeout_secs,
+        heartbeat_secs: (set.spec.stuck_timeout_secs / 4).clamp(1, 300),
     });
     let work = WorkResponse { assignment };
     let body = serde_json::to_vec(&work).map_err(|e| anyhow::anyhow!(e))?;
@@ -160,6 +161,7 @@ pub async fn work(
 fn parse_report(r: &Report) -> Result<ReportRecord, ApiError> {
     let kind = match r.kind {
         ReportKind::AttemptStarted => ReportKindRecord::AttemptStarted,
+        ReportKind::Heartbeat => ReportKindRecord::Heartbeat,
         ReportKind::AttemptFailed => ReportKindRecord::AttemptFailed,
         ReportKind::Succeeded => ReportKindRecord::Finished(Outcome::Succeeded),
         ReportKind::Failed => ReportKindRecord::Finished(Outcome::Failed),
@@ -208,6 +210,9 @@ pub async fn report(
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what}: this endpoint is not in that set")))
         }
         Err(e) => return Err(e.into()),
+    }
+    if record.kind == ReportKindRecord::Heartbeat {
+        return Ok(Json(ReportAck { accepted: true }));
     }
     if matches!(record.kind, ReportKindRecord::Finished(_)) {
         // A slot is free: release the next endpoint now rather than at the next tick.
