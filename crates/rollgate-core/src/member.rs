@@ -53,8 +53,8 @@ pub enum MemberEvent {
     Release,
     /// The scheduler decided without a slot (already at the version, or not eligible).
     Skip { outcome: Outcome, reason: String },
-    /// The agent is about to start attempt `attempt` (1-based).
-    AttemptStarted { attempt: u32 },
+    /// The agent is about to start attempt `attempt` (1-based) of at most `max_attempts`.
+    AttemptStarted { attempt: u32, max_attempts: u32 },
     /// The agent is still working on attempt `attempt` (keeps its slot from timing out).
     Heartbeat { attempt: u32 },
     /// Attempt `attempt` failed and will be retried or given up.
@@ -97,6 +97,9 @@ pub enum MemberError {
     /// A final report contradicts the outcome already recorded.
     #[error("endpoint already finished this set as {recorded}; a different outcome `{reported}` cannot replace it")]
     Conflict { recorded: MemberState, reported: MemberState },
+    /// An attempt number that skips ahead or goes past the set's limit.
+    #[error("attempt {got} is out of order: the next attempt is {expected}, and the set allows {max_attempts}")]
+    AttemptOutOfOrder { got: u32, expected: u32, max_attempts: u32 },
     /// The scheduler tried something the state does not allow (a bug, never agent input).
     #[error("illegal member transition: {event} while {state}")]
     Illegal { state: MemberState, event: &'static str },
@@ -125,13 +128,17 @@ impl Member {
                 self.state = outcome.into();
                 self.reason = Some(reason);
             }
-            (InProgress, MemberEvent::AttemptStarted { attempt }) => {
+            (InProgress, MemberEvent::AttemptStarted { attempt, max_attempts }) => {
                 if attempt <= self.attempts {
                     return Ok(Applied::Unchanged);
                 }
+                let expected = self.attempts + 1;
+                if attempt != expected || attempt > max_attempts {
+                    return Err(MemberError::AttemptOutOfOrder { got: attempt, expected, max_attempts });
+                }
                 self.attempts = attempt;
             }
-            (Succeeded | Failed | RolledBack, MemberEvent::AttemptStarted { attempt }) if attempt <= self.attempts => {
+            (Succeeded | Failed | RolledBack, MemberEvent::AttemptStarted { attempt, .. }) if attempt <= self.attempts => {
                 return Ok(Applied::Unchanged);
             }
             (state, MemberEvent::AttemptStarted { .. }) => return Err(MemberError::NoSlot(state)),
@@ -141,12 +148,15 @@ impl Member {
                 return Ok(Applied::Unchanged);
             }
             (state, MemberEvent::Heartbeat { .. }) => return Err(MemberError::NoSlot(state)),
+            (InProgress | TimedOut, MemberEvent::AttemptFailed { attempt, .. }) if attempt > self.attempts || attempt == 0 => {
+                // Only a started attempt can fail.
+                return Err(MemberError::AttemptOutOfOrder { got: attempt, expected: self.attempts, max_attempts: self.attempts });
+            }
             (InProgress | TimedOut, MemberEvent::AttemptFailed { attempt, reason }) => {
                 let text = format!("attempt {attempt} failed: {reason}");
                 if self.reason.as_deref() == Some(text.as_str()) && attempt <= self.attempts {
                     return Ok(Applied::Unchanged);
                 }
-                self.attempts = self.attempts.max(attempt);
                 self.reason = Some(text);
             }
             (Succeeded | Failed | RolledBack, MemberEvent::AttemptFailed { .. }) => return Ok(Applied::Unchanged),
@@ -280,15 +290,15 @@ mod tests {
         check(
             vec![
                 Release,
-                AttemptStarted { attempt: 1 },
-                AttemptStarted { attempt: 1 },
+                AttemptStarted { attempt: 1, max_attempts: 3 },
+                AttemptStarted { attempt: 1, max_attempts: 3 },
                 Finished { outcome: Outcome::Succeeded, reason: None },
                 Finished { outcome: Outcome::Succeeded, reason: None },
             ],
             expect_test::expect![[r#"
                 Release -> Changed; in_progress attempts=0 slot=true reason=None
-                AttemptStarted { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
-                AttemptStarted { attempt: 1 } -> Unchanged; in_progress attempts=1 slot=true reason=None
+                AttemptStarted { attempt: 1, max_attempts: 3 } -> Changed; in_progress attempts=1 slot=true reason=None
+                AttemptStarted { attempt: 1, max_attempts: 3 } -> Unchanged; in_progress attempts=1 slot=true reason=None
                 Finished { outcome: Succeeded, reason: None } -> Changed; succeeded attempts=1 slot=false reason=None
                 Finished { outcome: Succeeded, reason: None } -> Unchanged; succeeded attempts=1 slot=false reason=None
             "#]],
@@ -300,20 +310,20 @@ mod tests {
         check(
             vec![
                 Release,
-                AttemptStarted { attempt: 1 },
+                AttemptStarted { attempt: 1, max_attempts: 3 },
                 AttemptFailed { attempt: 1, reason: "health: exit 1".into() },
                 AttemptFailed { attempt: 1, reason: "health: exit 1".into() },
-                AttemptStarted { attempt: 2 },
+                AttemptStarted { attempt: 2, max_attempts: 3 },
                 AttemptFailed { attempt: 2, reason: "health: exit 1".into() },
                 Finished { outcome: Outcome::RolledBack, reason: Some("rolled back to 1.0.0 after 2 attempts".into()) },
                 Finished { outcome: Outcome::Succeeded, reason: None },
             ],
             expect_test::expect![[r#"
                 Release -> Changed; in_progress attempts=0 slot=true reason=None
-                AttemptStarted { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
+                AttemptStarted { attempt: 1, max_attempts: 3 } -> Changed; in_progress attempts=1 slot=true reason=None
                 AttemptFailed { attempt: 1, reason: "health: exit 1" } -> Changed; in_progress attempts=1 slot=true reason=Some("attempt 1 failed: health: exit 1")
                 AttemptFailed { attempt: 1, reason: "health: exit 1" } -> Unchanged; in_progress attempts=1 slot=true reason=Some("attempt 1 failed: health: exit 1")
-                AttemptStarted { attempt: 2 } -> Changed; in_progress attempts=2 slot=true reason=Some("attempt 1 failed: health: exit 1")
+                AttemptStarted { attempt: 2, max_attempts: 3 } -> Changed; in_progress attempts=2 slot=true reason=Some("attempt 1 failed: health: exit 1")
                 AttemptFailed { attempt: 2, reason: "health: exit 1" } -> Changed; in_progress attempts=2 slot=true reason=Some("attempt 2 failed: health: exit 1")
                 Finished { outcome: RolledBack, reason: Some("rolled back to 1.0.0 after 2 attempts") } -> Changed; rolled_back attempts=2 slot=false reason=Some("rolled back to 1.0.0 after 2 attempts")
                 Finished { outcome: Succeeded, reason: None } -> error: endpoint already finished this set as rolled_back; a different outcome `succeeded` cannot replace it; rolled_back attempts=2 slot=false reason=Some("rolled back to 1.0.0 after 2 attempts")
@@ -325,18 +335,18 @@ mod tests {
     fn no_slot_means_no_install() {
         check(
             vec![
-                AttemptStarted { attempt: 1 },
+                AttemptStarted { attempt: 1, max_attempts: 3 },
                 Release,
                 TimedOut { silent_secs: 600 },
-                AttemptStarted { attempt: 1 },
+                AttemptStarted { attempt: 1, max_attempts: 3 },
                 Release,
                 Release,
             ],
             expect_test::expect![[r#"
-                AttemptStarted { attempt: 1 } -> error: endpoint holds no slot in this set (it is pending); do not install; pending attempts=0 slot=false reason=None
+                AttemptStarted { attempt: 1, max_attempts: 3 } -> error: endpoint holds no slot in this set (it is pending); do not install; pending attempts=0 slot=false reason=None
                 Release -> Changed; in_progress attempts=0 slot=true reason=None
                 TimedOut { silent_secs: 600 } -> Changed; pending attempts=0 slot=false reason=Some("released but silent for 600 s; will be released again later")
-                AttemptStarted { attempt: 1 } -> error: endpoint holds no slot in this set (it is pending); do not install; pending attempts=0 slot=false reason=Some("released but silent for 600 s; will be released again later")
+                AttemptStarted { attempt: 1, max_attempts: 3 } -> error: endpoint holds no slot in this set (it is pending); do not install; pending attempts=0 slot=false reason=Some("released but silent for 600 s; will be released again later")
                 Release -> Changed; in_progress attempts=0 slot=true reason=None
                 Release -> error: illegal member transition: release while in_progress; in_progress attempts=0 slot=true reason=None
             "#]],
@@ -348,16 +358,16 @@ mod tests {
         check(
             vec![
                 Release,
-                AttemptStarted { attempt: 1 },
+                AttemptStarted { attempt: 1, max_attempts: 3 },
                 TimedOut { silent_secs: 900 },
-                AttemptStarted { attempt: 2 },
+                AttemptStarted { attempt: 2, max_attempts: 3 },
                 Finished { outcome: Outcome::Succeeded, reason: None },
             ],
             expect_test::expect![[r#"
                 Release -> Changed; in_progress attempts=0 slot=true reason=None
-                AttemptStarted { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
+                AttemptStarted { attempt: 1, max_attempts: 3 } -> Changed; in_progress attempts=1 slot=true reason=None
                 TimedOut { silent_secs: 900 } -> Changed; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
-                AttemptStarted { attempt: 2 } -> error: endpoint holds no slot in this set (it is timed_out); do not install; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
+                AttemptStarted { attempt: 2, max_attempts: 3 } -> error: endpoint holds no slot in this set (it is timed_out); do not install; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
                 Finished { outcome: Succeeded, reason: None } -> Changed; succeeded attempts=1 slot=false reason=None
             "#]],
         );
@@ -369,7 +379,7 @@ mod tests {
             vec![
                 Heartbeat { attempt: 1 },
                 Release,
-                AttemptStarted { attempt: 1 },
+                AttemptStarted { attempt: 1, max_attempts: 3 },
                 Heartbeat { attempt: 1 },
                 Heartbeat { attempt: 2 },
                 TimedOut { silent_secs: 900 },
@@ -378,13 +388,33 @@ mod tests {
             expect_test::expect![[r#"
                 Heartbeat { attempt: 1 } -> error: endpoint holds no slot in this set (it is pending); do not install; pending attempts=0 slot=false reason=None
                 Release -> Changed; in_progress attempts=0 slot=true reason=None
-                AttemptStarted { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
+                AttemptStarted { attempt: 1, max_attempts: 3 } -> Changed; in_progress attempts=1 slot=true reason=None
                 Heartbeat { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
                 Heartbeat { attempt: 2 } -> error: endpoint holds no slot in this set (it is in_progress); do not install; in_progress attempts=1 slot=true reason=None
                 TimedOut { silent_secs: 900 } -> Changed; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
                 Heartbeat { attempt: 1 } -> error: endpoint holds no slot in this set (it is timed_out); do not install; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
             "#]],
         );
+    }
+
+    #[test]
+    fn attempts_must_come_in_order_and_within_the_limit() {
+        let mut m = Member::pending();
+        m.apply(Release).unwrap();
+        assert_eq!(
+            m.apply(AttemptStarted { attempt: 2, max_attempts: 3 }),
+            Err(MemberError::AttemptOutOfOrder { got: 2, expected: 1, max_attempts: 3 })
+        );
+        assert_eq!(
+            m.apply(AttemptFailed { attempt: 1, reason: "x".into() }),
+            Err(MemberError::AttemptOutOfOrder { got: 1, expected: 0, max_attempts: 0 })
+        );
+        m.apply(AttemptStarted { attempt: 1, max_attempts: 1 }).unwrap();
+        assert_eq!(
+            m.apply(AttemptStarted { attempt: 2, max_attempts: 1 }),
+            Err(MemberError::AttemptOutOfOrder { got: 2, expected: 2, max_attempts: 1 })
+        );
+        assert_eq!(m.attempts, 1);
     }
 
     #[test]

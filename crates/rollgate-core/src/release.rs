@@ -276,7 +276,7 @@ mod tests {
         let mut fleet = Fleet::new(3);
         let set = facts(SetState::Active, 1);
         fleet.apply(&fleet.plan(&set, ts(0), true), ts(0));
-        let started = fleet.members[0].apply(MemberEvent::AttemptStarted { attempt: 1 });
+        let started = fleet.members[0].apply(MemberEvent::AttemptStarted { attempt: 1, max_attempts: 3 });
         assert_eq!(started, Ok(Applied::Changed));
         assert!(fleet.plan(&set, ts(599), true).is_empty());
         let d = fleet.plan(&set, ts(600), true);
@@ -327,7 +327,7 @@ mod tests {
                     let roll: u32 = rng.random_range(0..10);
                     let attempt = fleet.members[i].attempts + 1;
                     let event = match roll {
-                        0..=2 => MemberEvent::AttemptStarted { attempt },
+                        0..=2 => MemberEvent::AttemptStarted { attempt, max_attempts: 100 },
                         3..=5 => MemberEvent::Finished { outcome: Outcome::Succeeded, reason: None },
                         6 => MemberEvent::Finished { outcome: Outcome::RolledBack, reason: Some("health".into()) },
                         _ => continue,

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// A unique name or key is taken.
     #[error("{0}")]
     Conflict(String),
+    /// A request that contradicts what is stored (for example a report for another version).
+    #[error("{0}")]
+    Invalid(String),
     /// An enrollment token was refused.
     #[error("enrollment token refused: {0}")]
     TokenRefused(String),

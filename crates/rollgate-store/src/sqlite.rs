@@ -589,9 +589,15 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| not_found_or(e, || format!("endpoint `{endpoint_id}` in upgrade set {}", r.set_id)))?;
         let record = member_from_row(&row)?;
+        if r.to_version != set.spec.version {
+            return Err(StoreError::Invalid(format!(
+                "report names version {} but upgrade set {} installs {}",
+                r.to_version, set.spec.name, set.spec.version
+            )));
+        }
         let mut member = record.member.clone();
         let event = match r.kind {
-            ReportKindRecord::AttemptStarted => MemberEvent::AttemptStarted { attempt: r.attempt },
+            ReportKindRecord::AttemptStarted => MemberEvent::AttemptStarted { attempt: r.attempt, max_attempts: set.spec.max_attempts },
             ReportKindRecord::Heartbeat => MemberEvent::Heartbeat { attempt: r.attempt },
             ReportKindRecord::AttemptFailed => {
                 MemberEvent::AttemptFailed { attempt: r.attempt, reason: r.reason.clone().unwrap_or_else(|| "no reason given".into()) }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
-use super::{validate_product, AgentId, ApiError, JsonBody};
+use super::{now_ms, validate_product, AgentId, ApiError, JsonBody, PathParams, QueryParams};
 use crate::bootstrap::secret_hash;
 use crate::AppState;
 
@@ -55,7 +55,7 @@ pub async fn enroll(State(state): State<AppState>, JsonBody(req): JsonBody<Enrol
         .map_err(|e| ApiError::bad_request(format!("bad certificate signing request: {e}")))?;
     let der = rollgate_pki::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("issued certificate unreadable: {e}"))?;
     let fingerprint = der.first().map(|d| rollgate_pki::fingerprint_sha256(d)).unwrap_or_default();
-    let now = Timestamp::now();
+    let now = now_ms();
     let record = EndpointRecord {
         id: endpoint_id.clone(),
         hostname: req.hostname,
@@ -86,7 +86,7 @@ pub async fn inventory(
         validate_product(product)?;
         rollgate_core::version::validate(version).map_err(ApiError::bad_request)?;
     }
-    state.store.update_inventory(&id, &inv.hostname, &inv.os, &inv.labels, &inv.products, Timestamp::now()).await?;
+    state.store.update_inventory(&id, &inv.hostname, &inv.os, &inv.labels, &inv.products, now_ms()).await?;
     // Inventory decides eligibility; let the scheduler look again.
     state.wake_scheduler.notify_one();
     Ok(StatusCode::NO_CONTENT)
@@ -128,10 +128,10 @@ async fn current_work(state: &AppState, endpoint_id: &str) -> Result<(WorkRespon
 pub async fn work(
     State(state): State<AppState>,
     AgentId(id): AgentId,
-    Query(q): Query<WorkQuery>,
+    QueryParams(q): QueryParams<WorkQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.store.touch_endpoint(&id, Timestamp::now()).await?;
+    state.store.touch_endpoint(&id, now_ms()).await?;
     let known = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(state.config.long_poll_max_secs));
     let mut changes = state.changes.subscribe();
@@ -170,6 +170,13 @@ fn parse_report(r: &Report) -> Result<ReportRecord, ApiError> {
     if r.attempt == 0 || r.attempt > rollgate_core::policy::MAX_ATTEMPTS_LIMIT {
         return Err(ApiError::bad_request(format!("attempt must be 1 to {}", rollgate_core::policy::MAX_ATTEMPTS_LIMIT)));
     }
+    rollgate_core::version::validate(&r.to_version).map_err(ApiError::bad_request)?;
+    if let Some(from) = &r.from_version {
+        rollgate_core::version::validate(from).map_err(ApiError::bad_request)?;
+    }
+    if r.phase.as_ref().is_some_and(|p| p.len() > 32) {
+        return Err(ApiError::bad_request("phase is at most 32 bytes"));
+    }
     let at: Timestamp = r.at.parse().map_err(|e| ApiError::bad_request(format!("bad `at` time `{}`: {e}", r.at)))?;
     let reason = r.reason.as_ref().map(|text| {
         // Bounded: a reason is for people, not a log dump.
@@ -204,7 +211,7 @@ pub async fn report(
     JsonBody(r): JsonBody<Report>,
 ) -> Result<Json<ReportAck>, ApiError> {
     let record = parse_report(&r)?;
-    match state.store.record_report(&id, &record, Timestamp::now()).await {
+    match state.store.record_report(&id, &record, now_ms()).await {
         Ok(_) => {}
         Err(StoreError::NotFound(what)) => {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what}: this endpoint is not in that set")))
@@ -226,7 +233,7 @@ pub async fn report(
 pub async fn download(
     State(state): State<AppState>,
     AgentId(_id): AgentId,
-    Path(sha256): Path<String>,
+    PathParams(sha256): PathParams<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     if !crate::packages::is_sha256_hex(&sha256) {

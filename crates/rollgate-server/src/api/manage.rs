@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::Json;
 use jiff::Timestamp;
@@ -17,7 +17,7 @@ use rollgate_wire::{
 };
 use serde::Deserialize;
 
-use super::{rfc3339, validate_product, Admin, ApiError, JsonBody};
+use super::{now_ms, rfc3339, validate_product, Admin, ApiError, JsonBody, PathParams, QueryParams};
 use crate::bootstrap::{new_secret, secret_hash};
 use crate::packages::UploadError;
 use crate::AppState;
@@ -38,7 +38,7 @@ pub async fn create_enroll_token(
         return Err(ApiError::bad_request(format!("ttl must be 1 s to {MAX_TOKEN_TTL_SECS} s (90 days)")));
     }
     let token = new_secret();
-    let now = Timestamp::now();
+    let now = now_ms();
     let ttl = jiff::SignedDuration::from_secs(i64::try_from(req.ttl_secs).unwrap_or(i64::MAX));
     let expires_at = now.checked_add(ttl).map_err(|e| ApiError::bad_request(format!("bad ttl: {e}")))?;
     state.store.create_enroll_token(&secret_hash(&token), req.uses, expires_at, now).await?;
@@ -76,8 +76,8 @@ pub struct UploadQuery {
 pub async fn upload_package(
     State(state): State<AppState>,
     _: Admin,
-    Path((product, version)): Path<(String, String)>,
-    Query(q): Query<UploadQuery>,
+    PathParams((product, version)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<UploadQuery>,
     request: Request,
 ) -> Result<(StatusCode, Json<PackageInfo>), ApiError> {
     validate_product(&product)?;
@@ -119,7 +119,7 @@ pub async fn upload_package(
         sha256: stored.sha256.clone(),
         size: stored.size,
         min_from: q.min_from,
-        created_at: Timestamp::now(),
+        created_at: now_ms(),
     };
     if let Err(e) = state.store.insert_package(&record).await {
         if !state.store.package_sha_exists(&stored.sha256).await.unwrap_or(true) {
@@ -196,7 +196,7 @@ pub async fn create_set(
         stuck_timeout_secs,
         step_timeout_secs,
     };
-    let record = state.store.create_set(&spec, &members, Timestamp::now()).await?;
+    let record = state.store.create_set(&spec, &members, now_ms()).await?;
     state.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(set_view(&state, record).await?)))
 }
@@ -256,7 +256,7 @@ pub async fn list_sets(State(state): State<AppState>, _: Admin) -> Result<Json<V
 }
 
 /// `GET /v1/sets/{name}`.
-pub async fn show_set(State(state): State<AppState>, _: Admin, Path(name): Path<String>) -> Result<Json<SetView>, ApiError> {
+pub async fn show_set(State(state): State<AppState>, _: Admin, PathParams(name): PathParams<String>) -> Result<Json<SetView>, ApiError> {
     let set = state.store.get_set_by_name(&name).await?;
     Ok(Json(set_view(&state, set).await?))
 }
@@ -265,7 +265,7 @@ pub async fn show_set(State(state): State<AppState>, _: Admin, Path(name): Path<
 pub async fn set_action(
     State(state): State<AppState>,
     _: Admin,
-    Path((name, action)): Path<(String, String)>,
+    PathParams((name, action)): PathParams<(String, String)>,
 ) -> Result<Json<SetView>, ApiError> {
     let (event, reason) = match action.as_str() {
         "pause" => (SetEvent::Pause, "paused by an operator"),
@@ -273,7 +273,7 @@ pub async fn set_action(
         "cancel" => (SetEvent::Cancel, "cancelled by an operator"),
         other => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("unknown set action `{other}`: use pause, resume or cancel"))),
     };
-    let set = state.store.change_set_state(&name, event, reason, Timestamp::now()).await?;
+    let set = state.store.change_set_state(&name, event, reason, now_ms()).await?;
     state.wake_scheduler.notify_one();
     state.announce_change();
     Ok(Json(set_view(&state, set).await?))
@@ -289,7 +289,7 @@ pub async fn list_endpoints(State(state): State<AppState>, _: Admin) -> Result<J
 }
 
 /// `GET /v1/endpoints/{id}`.
-pub async fn show_endpoint(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<EndpointDetail>, ApiError> {
+pub async fn show_endpoint(State(state): State<AppState>, _: Admin, PathParams(id): PathParams<String>) -> Result<Json<EndpointDetail>, ApiError> {
     let endpoint = state.store.get_endpoint(&id).await?;
     let enrolled_at = rfc3339(endpoint.enrolled_at);
     let history = state

@@ -3,7 +3,7 @@
 mod agent;
 mod manage;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -37,6 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(manage::list_endpoints))
         .route("/v1/endpoints/{id}", get(manage::show_endpoint))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
         .with_state(state)
 }
 
@@ -76,6 +79,8 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Invalid(_) => ApiError::bad_request(message),
+            StoreError::Member(MemberError::AttemptOutOfOrder { .. }) => ApiError::new(StatusCode::CONFLICT, "attempt_out_of_order", message),
             StoreError::TokenRefused(_) => ApiError::new(StatusCode::UNAUTHORIZED, "enroll_refused", message),
             StoreError::Member(MemberError::NoSlot(_)) => ApiError::new(StatusCode::CONFLICT, "no_slot", message),
             StoreError::Member(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
@@ -107,9 +112,53 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "JSON body is larger than 2 MiB"))
+            }
             Err(rejection) => Err(ApiError::bad_request(format!("invalid JSON body: {}", rejection.body_text()))),
         }
     }
+}
+
+/// Query parameters whose rejections become [`ApiError`]s.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => {
+                let rejection: QueryRejection = rejection;
+                Err(ApiError::bad_request(format!("invalid query string: {}", rejection.body_text())))
+            }
+        }
+    }
+}
+
+/// Path parameters whose rejections become [`ApiError`]s.
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => {
+                let rejection: PathRejection = rejection;
+                Err(ApiError::bad_request(format!("invalid path: {}", rejection.body_text())))
+            }
+        }
+    }
+}
+
+/// The current time at the store's precision (milliseconds), so that what a route answers
+/// equals what a later read returns.
+pub fn now_ms() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now)
 }
 
 /// An operator authenticated by the admin bearer token.
@@ -120,7 +169,9 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        // The scheme is case-insensitive (RFC 9110).
+        let token = header.and_then(|h| h.split_once(' ')).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t);
+        let Some(token) = token else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
