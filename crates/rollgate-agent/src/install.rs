@@ -1098,7 +1098,7 @@ async fn run_program(
         Err(why)
     } else {
         Err(format!(
-            "{why}; output (last {OUTPUT_TAIL_BYTES} bytes): {output}"
+            "{why}; output: {output}"
         ))
     }
 }
