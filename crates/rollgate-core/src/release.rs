@@ -65,17 +65,27 @@ pub enum Decision {
 /// Plans one scheduler tick for a set.
 pub fn plan(set: &SetFacts<'_>, members: &[MemberFacts<'_>], now: Timestamp) -> Vec<Decision> {
     let mut decisions = Vec::new();
-    if set.state.is_terminal() {
+    if set.state == SetState::Completed {
         return decisions;
     }
     let mut in_flight: u32 = 0;
+    // Members that go back to Pending in this tick (released, silent, never started).
+    let mut requeued: usize = 0;
     for m in members.iter().filter(|m| m.member.holds_slot()) {
         let silent_secs = m.last_activity.map_or(u64::MAX, |t| secs_between(t, now));
         if silent_secs >= set.stuck_timeout_secs {
             decisions.push(member(m, MemberEvent::TimedOut { silent_secs: silent_secs.min(set.stuck_timeout_secs.max(1) * 1000) }));
+            if m.member.attempts == 0 {
+                requeued += 1;
+            }
         } else {
             in_flight += 1;
         }
+    }
+    if set.state == SetState::Cancelled {
+        // A cancelled set releases nothing, but its silent members must still give back their
+        // slots, or their endpoints would be busy for every other set for good.
+        return decisions;
     }
 
     let mut state = set.state;
@@ -86,7 +96,7 @@ pub fn plan(set: &SetFacts<'_>, members: &[MemberFacts<'_>], now: Timestamp) -> 
 
     let mut pending: Vec<&MemberFacts<'_>> =
         members.iter().filter(|m| m.member.state == MemberState::Pending).collect();
-    let mut still_pending = pending.len();
+    let mut still_pending = pending.len() + requeued;
     let may_release = state == SetState::Active
         && set.start_at.is_none_or(|t| now >= t)
         && set.window.is_none_or(|w| w.is_open(now));
@@ -284,6 +294,24 @@ mod tests {
             ep-000 TimedOut { silent_secs: 600 }
             ep-001 Release"#]]
         .assert_eq(&summary(&d));
+    }
+
+    #[test]
+    fn a_member_requeued_by_a_timeout_keeps_the_set_open() {
+        let mut fleet = Fleet::new(1);
+        let set = facts(SetState::Active, 1);
+        fleet.apply(&fleet.plan(&set, ts(0), true), ts(0));
+        let d = fleet.plan(&set, ts(600), true);
+        expect_test::expect!["ep-000 TimedOut { silent_secs: 600 }"].assert_eq(&summary(&d));
+    }
+
+    #[test]
+    fn a_cancelled_set_still_times_out_its_silent_members() {
+        let mut fleet = Fleet::new(2);
+        fleet.apply(&fleet.plan(&facts(SetState::Active, 1), ts(0), true), ts(0));
+        let d = fleet.plan(&facts(SetState::Cancelled, 1), ts(600), true);
+        expect_test::expect!["ep-000 TimedOut { silent_secs: 600 }"].assert_eq(&summary(&d));
+        assert!(fleet.plan(&facts(SetState::Cancelled, 1), ts(10), true).is_empty());
     }
 
     #[test]

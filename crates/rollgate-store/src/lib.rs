@@ -240,7 +240,7 @@ pub trait Store: Send + Sync + 'static {
         products: &BTreeMap<String, String>,
         now: Timestamp,
     ) -> Result<()>;
-    /// Records that the endpoint talked to the server.
+    /// Records that the endpoint talked to the server; `last_seen` never moves backwards.
     async fn touch_endpoint(&self, id: &str, now: Timestamp) -> Result<()>;
 
     /// Adds a package; a second package with the same product and version is a conflict.
@@ -258,7 +258,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_set_by_name(&self, name: &str) -> Result<SetRecord>;
     /// Every set, oldest first.
     async fn list_sets(&self) -> Result<Vec<SetRecord>>;
-    /// Ids of the sets that are not terminal.
+    /// Ids of the sets the scheduler must look at: every set not completed, except cancelled
+    /// sets whose members hold no slot any more.
     async fn live_set_ids(&self) -> Result<Vec<i64>>;
     /// A set's members in rank order.
     async fn set_members(&self, set_id: i64) -> Result<Vec<MemberRecord>>;

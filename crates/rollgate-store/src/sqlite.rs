@@ -65,6 +65,10 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
@@ -232,7 +236,8 @@ impl Store for SqliteStore {
             .bind(ms(expires_at))
             .bind(ms(now))
             .execute(&self.writer)
-            .await?;
+            .await
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("that enrollment token exists already".into()) } else { e.into() })?;
         Ok(())
     }
 
@@ -299,7 +304,9 @@ impl Store for SqliteStore {
         products: &BTreeMap<String, String>,
         now: Timestamp,
     ) -> Result<()> {
-        let done = sqlx::query("UPDATE endpoints SET hostname = ?, os = ?, labels = ?, products = ?, last_seen = ? WHERE id = ?")
+        let done = sqlx::query(
+            "UPDATE endpoints SET hostname = ?, os = ?, labels = ?, products = ?, last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE id = ?",
+        )
             .bind(hostname)
             .bind(os)
             .bind(to_json(labels))
@@ -315,11 +322,14 @@ impl Store for SqliteStore {
     }
 
     async fn touch_endpoint(&self, id: &str, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE endpoints SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE id = ?")
+        let done = sqlx::query("UPDATE endpoints SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE id = ?")
             .bind(ms(now))
             .bind(id)
             .execute(&self.writer)
             .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("endpoint `{id}`")));
+        }
         Ok(())
     }
 
@@ -361,8 +371,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_packages(&self) -> Result<Vec<PackageRecord>> {
-        let rows = sqlx::query("SELECT * FROM packages ORDER BY product, created_at").fetch_all(&self.reader).await?;
-        rows.iter().map(package_from_row).collect()
+        let rows = sqlx::query("SELECT * FROM packages").fetch_all(&self.reader).await?;
+        let mut packages = rows.iter().map(package_from_row).collect::<Result<Vec<_>>>()?;
+        // Version order is the core's, not SQL's.
+        packages.sort_by(|a, b| a.product.cmp(&b.product).then_with(|| rollgate_core::version::compare(&a.version, &b.version)));
+        Ok(packages)
     }
 
     async fn create_set(&self, s: &NewSet, members: &[(String, u32)], now: Timestamp) -> Result<SetRecord> {
@@ -393,6 +406,8 @@ impl Store for SqliteStore {
         .map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::Conflict(format!("an upgrade set named `{}` exists already", s.name))
+            } else if is_foreign_key_violation(&e) {
+                StoreError::NotFound(format!("package {}@{}", s.product, s.version))
             } else {
                 e.into()
             }
@@ -406,7 +421,12 @@ impl Store for SqliteStore {
             .bind(endpoint_id)
             .bind(i64::from(*rank))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| match &e {
+                _ if is_unique_violation(&e) => StoreError::Conflict(format!("endpoint `{endpoint_id}` is listed twice")),
+                _ if is_foreign_key_violation(&e) => StoreError::NotFound(format!("endpoint `{endpoint_id}`")),
+                _ => e.into(),
+            })?;
         }
         let record = self.load_set(&mut tx, id).await?;
         tx.commit().await?;
@@ -428,7 +448,12 @@ impl Store for SqliteStore {
     }
 
     async fn live_set_ids(&self) -> Result<Vec<i64>> {
-        let rows = sqlx::query("SELECT id FROM upgrade_sets WHERE state NOT IN ('completed', 'cancelled') ORDER BY id")
+        // A cancelled set stays live while members hold slots: they may still time out.
+        let rows = sqlx::query(
+            "SELECT id FROM upgrade_sets s WHERE state <> 'completed'
+               AND (state <> 'cancelled' OR EXISTS (SELECT 1 FROM set_members m WHERE m.set_id = s.id AND m.state = 'in_progress'))
+             ORDER BY id",
+        )
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
@@ -458,7 +483,7 @@ impl Store for SqliteStore {
     async fn tick_set(&self, set_id: i64, params: TickParams, now: Timestamp) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let set = self.load_set(&mut tx, set_id).await?;
-        if set.state.is_terminal() {
+        if set.state == SetState::Completed {
             return Ok(false);
         }
         let package = {

@@ -9,13 +9,22 @@
 // exactly the failure report a test should give.
 #![allow(clippy::unwrap_used)]
 
-mod enrollment;
+// A test crate's root resolves `mod` beside itself, so the scenario files are named by path.
+#[path = "conformance/endpoints.rs"]
 mod endpoints;
+#[path = "conformance/enrollment.rs"]
+mod enrollment;
+#[path = "conformance/meta.rs"]
 mod meta;
+#[path = "conformance/packages.rs"]
 mod packages;
+#[path = "conformance/property.rs"]
 mod property;
+#[path = "conformance/reports.rs"]
 mod reports;
+#[path = "conformance/sets.rs"]
 mod sets;
+#[path = "conformance/tick.rs"]
 mod tick;
 
 use std::collections::BTreeMap;
@@ -58,8 +67,9 @@ pub async fn backends() -> Vec<Backend> {
     //     }
     //
     // where `postgres` connects, creates a uniquely named schema (or database) for this call,
-    // runs the PostgreSQL migrations in it through `PostgresStore::open`, and returns a guard
-    // that drops the schema. Nothing else in this suite changes.
+    // runs the PostgreSQL migrations in it through `PostgresStore::open`, and returns it with a
+    // guard that drops the schema (or drops stale test schemas when the next run starts).
+    // Nothing else in this suite changes: every scenario then runs on both backends.
     all
 }
 
@@ -183,13 +193,7 @@ pub fn expect(pairs: &[(&str, MemberState)]) -> Vec<(String, MemberState)> {
 
 /// The endpoints holding a slot in the set, in rank order.
 pub async fn in_flight(s: &dyn Store, set_id: i64) -> Vec<String> {
-    s.set_members(set_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.member.state == MemberState::InProgress)
-        .map(|m| m.endpoint_id)
-        .collect()
+    s.set_members(set_id).await.unwrap().into_iter().filter(|m| m.member.state == MemberState::InProgress).map(|m| m.endpoint_id).collect()
 }
 
 /// A report from [`FROM`] to [`TARGET`] with the agent's clock at `at`.

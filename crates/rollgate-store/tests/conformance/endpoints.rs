@@ -78,3 +78,18 @@ async fn touch_never_moves_last_seen_backwards() {
         assert_eq!(s.get_endpoint("ep-2").await.unwrap().last_seen, None);
     }
 }
+
+/// A check-in handled late (another replica, a retried request) must not make an endpoint look
+/// offline: `update_inventory` records `now` as last seen, like `touch_endpoint`, never older.
+#[tokio::test]
+async fn update_inventory_never_moves_last_seen_backwards() {
+    for b in backends().await {
+        let s = b.start("update_inventory_never_moves_last_seen_backwards");
+        enroll_all(s, &["ep-1"]).await;
+        s.touch_endpoint("ep-1", t(100)).await.unwrap();
+        s.update_inventory("ep-1", "h", "linux", &map(&[]), &map(&[]), t(40)).await.unwrap();
+        let e = s.get_endpoint("ep-1").await.unwrap();
+        assert_eq!(e.hostname, "h", "the inventory itself is replaced");
+        assert_eq!(e.last_seen, Some(t(100)));
+    }
+}

@@ -31,7 +31,6 @@ async fn packages_insert_get_list() {
 /// The trait promises "by product then version"; a version added after a newer one (a
 /// backfilled hotfix) must still sort by version, not by upload time.
 #[tokio::test]
-#[ignore = "store bug: SQLite list_packages orders by created_at, not version (see the conformance report)"]
 async fn list_packages_orders_by_version_not_upload_time() {
     for b in backends().await {
         let s = b.start("list_packages_orders_by_version_not_upload_time");

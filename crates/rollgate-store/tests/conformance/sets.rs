@@ -18,11 +18,7 @@ async fn create_set_stores_spec_and_members_by_rank() {
     for b in backends().await {
         let s = b.start("create_set_stores_spec_and_members_by_rank");
         ground(s).await;
-        let spec = NewSet {
-            window: Some("Mon-Fri 01:00-05:00 UTC".to_string()),
-            seed: u64::MAX - 1,
-            ..new_set("wave-1", 2)
-        };
+        let spec = NewSet { window: Some("Mon 01:00-02:00 UTC".to_string()), seed: u64::MAX - 1, ..new_set("wave-1", 2) };
         // Given out of rank order; read back in rank order.
         let members = vec![("ep-c".to_string(), 0), ("ep-a".to_string(), 2), ("ep-b".to_string(), 1)];
         let set = s.create_set(&spec, &members, t(10)).await.unwrap();
@@ -91,7 +87,12 @@ async fn start_at_in_the_future_schedules_the_set() {
     for b in backends().await {
         let s = b.start("start_at_in_the_future_schedules_the_set");
         ground(s).await;
-        let cases = [("future", Some(t(101)), SetState::Scheduled), ("now", Some(t(100)), SetState::Active), ("past", Some(t(5)), SetState::Active), ("none", None, SetState::Active)];
+        let cases = [
+            ("future", Some(t(101)), SetState::Scheduled),
+            ("now", Some(t(100)), SetState::Active),
+            ("past", Some(t(5)), SetState::Active),
+            ("none", None, SetState::Active),
+        ];
         for (name, start_at, state) in cases {
             let spec = NewSet { start_at, ..new_set(name, 1) };
             let set = s.create_set(&spec, &ranked(&["ep-a"]), t(100)).await.unwrap();
@@ -137,6 +138,11 @@ async fn operator_commands_follow_the_state_machine() {
     }
 }
 
+/// True when `err` is the typed refusal of `event` in `state`.
+fn refused(err: &StoreError, state: SetState, event: SetEvent) -> bool {
+    matches!(err, StoreError::SetTransition(e) if *e == SetTransitionError { state, event })
+}
+
 #[tokio::test]
 async fn illegal_commands_are_refused_and_change_nothing() {
     for b in backends().await {
@@ -144,17 +150,15 @@ async fn illegal_commands_are_refused_and_change_nothing() {
         ground(s).await;
         s.create_set(&new_set("wave-1", 1), &ranked(&["ep-a"]), t(0)).await.unwrap();
 
-        let refused = |state, event| move |err: StoreError| matches!(err, StoreError::SetTransition(e) if e == SetTransitionError { state, event });
-
         let before = s.get_set_by_name("wave-1").await.unwrap();
         let err = s.change_set_state("wave-1", SetEvent::Resume, "resume what?", t(10)).await.unwrap_err();
-        assert!(refused(SetState::Active, SetEvent::Resume)(err));
+        assert!(refused(&err, SetState::Active, SetEvent::Resume), "{err:?}");
         assert_eq!(s.get_set_by_name("wave-1").await.unwrap(), before);
 
         s.change_set_state("wave-1", SetEvent::Pause, "hold", t(20)).await.unwrap();
         let before = s.get_set_by_name("wave-1").await.unwrap();
         let err = s.change_set_state("wave-1", SetEvent::Pause, "hold again", t(30)).await.unwrap_err();
-        assert!(refused(SetState::Paused, SetEvent::Pause)(err));
+        assert!(refused(&err, SetState::Paused, SetEvent::Pause), "{err:?}");
         assert_eq!(s.get_set_by_name("wave-1").await.unwrap(), before);
 
         s.change_set_state("wave-1", SetEvent::Cancel, "stop", t(40)).await.unwrap();
@@ -162,7 +166,7 @@ async fn illegal_commands_are_refused_and_change_nothing() {
         assert_eq!(before.finished_at, Some(t(40)));
         for event in [SetEvent::Start, SetEvent::Pause, SetEvent::Resume, SetEvent::Cancel, SetEvent::Finish] {
             let err = s.change_set_state("wave-1", event, "too late", t(50)).await.unwrap_err();
-            assert!(refused(SetState::Cancelled, event)(err), "{event} on a cancelled set");
+            assert!(refused(&err, SetState::Cancelled, event), "{event} on a cancelled set: {err:?}");
             assert_eq!(s.get_set_by_name("wave-1").await.unwrap(), before, "{event} changed a cancelled set");
         }
         assert_eq!(s.set_members(before.id).await.unwrap()[0].member, Member::pending());
