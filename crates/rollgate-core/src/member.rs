@@ -98,8 +98,11 @@ pub enum MemberError {
     #[error("endpoint already finished this set as {recorded}; a different outcome `{reported}` cannot replace it")]
     Conflict { recorded: MemberState, reported: MemberState },
     /// An attempt number that skips ahead or goes past the set's limit.
-    #[error("attempt {got} is out of order: the next attempt is {expected}, and the set allows {max_attempts}")]
+    #[error("attempt {got} cannot start: the next attempt is {expected}, and the set allows {max_attempts}")]
     AttemptOutOfOrder { got: u32, expected: u32, max_attempts: u32 },
+    /// A report about an attempt that was never started.
+    #[error("attempt {got} was never started (attempts started: {started})")]
+    AttemptNotStarted { got: u32, started: u32 },
     /// The scheduler tried something the state does not allow (a bug, never agent input).
     #[error("illegal member transition: {event} while {state}")]
     Illegal { state: MemberState, event: &'static str },
@@ -143,14 +146,17 @@ impl Member {
             }
             (state, MemberEvent::AttemptStarted { .. }) => return Err(MemberError::NoSlot(state)),
             // Only the time of the last report changes, which the caller stores.
-            (InProgress, MemberEvent::Heartbeat { attempt }) if attempt == self.attempts => {}
+            (InProgress, MemberEvent::Heartbeat { attempt }) if attempt == self.attempts && attempt > 0 => {}
+            (InProgress, MemberEvent::Heartbeat { attempt }) if attempt > self.attempts || attempt == 0 => {
+                return Err(MemberError::AttemptNotStarted { got: attempt, started: self.attempts });
+            }
             (InProgress | Succeeded | Failed | RolledBack, MemberEvent::Heartbeat { attempt }) if attempt <= self.attempts => {
                 return Ok(Applied::Unchanged);
             }
             (state, MemberEvent::Heartbeat { .. }) => return Err(MemberError::NoSlot(state)),
             (InProgress | TimedOut, MemberEvent::AttemptFailed { attempt, .. }) if attempt > self.attempts || attempt == 0 => {
                 // Only a started attempt can fail.
-                return Err(MemberError::AttemptOutOfOrder { got: attempt, expected: self.attempts, max_attempts: self.attempts });
+                return Err(MemberError::AttemptNotStarted { got: attempt, started: self.attempts });
             }
             (InProgress | TimedOut, MemberEvent::AttemptFailed { attempt, reason }) => {
                 let text = format!("attempt {attempt} failed: {reason}");
@@ -390,7 +396,7 @@ mod tests {
                 Release -> Changed; in_progress attempts=0 slot=true reason=None
                 AttemptStarted { attempt: 1, max_attempts: 3 } -> Changed; in_progress attempts=1 slot=true reason=None
                 Heartbeat { attempt: 1 } -> Changed; in_progress attempts=1 slot=true reason=None
-                Heartbeat { attempt: 2 } -> error: endpoint holds no slot in this set (it is in_progress); do not install; in_progress attempts=1 slot=true reason=None
+                Heartbeat { attempt: 2 } -> error: attempt 2 was never started (attempts started: 1); in_progress attempts=1 slot=true reason=None
                 TimedOut { silent_secs: 900 } -> Changed; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
                 Heartbeat { attempt: 1 } -> error: endpoint holds no slot in this set (it is timed_out); do not install; timed_out attempts=1 slot=false reason=Some("no report for 900 s during attempt 1; slot freed")
             "#]],
@@ -405,10 +411,8 @@ mod tests {
             m.apply(AttemptStarted { attempt: 2, max_attempts: 3 }),
             Err(MemberError::AttemptOutOfOrder { got: 2, expected: 1, max_attempts: 3 })
         );
-        assert_eq!(
-            m.apply(AttemptFailed { attempt: 1, reason: "x".into() }),
-            Err(MemberError::AttemptOutOfOrder { got: 1, expected: 0, max_attempts: 0 })
-        );
+        assert_eq!(m.apply(AttemptFailed { attempt: 1, reason: "x".into() }), Err(MemberError::AttemptNotStarted { got: 1, started: 0 }));
+        assert_eq!(m.apply(Heartbeat { attempt: 1 }), Err(MemberError::AttemptNotStarted { got: 1, started: 0 }));
         m.apply(AttemptStarted { attempt: 1, max_attempts: 1 }).unwrap();
         assert_eq!(
             m.apply(AttemptStarted { attempt: 2, max_attempts: 1 }),

@@ -1,22 +1,27 @@
-//! First start and every start: the data directory, the CA, the server certificate, the admin
-//! token and the database.
+//! Every start: the data directory, the database, the secret key, the CA, the server
+//! certificate and the admin token.
 //!
-//! Secrets are written with mode 0600. The CA and admin token are created once and reused, so a
-//! restarted server is the same server to its agents and operators.
+//! The CA and the admin token live in the database (the CA's key and the token sealed with the
+//! secret key), so every replica on a shared database uses the same ones. Replicas starting at
+//! the same moment agree through `Store::insert_meta_if_absent`: the first writer wins and the
+//! others read what it wrote. The data directory keeps what is handy on the machine: the
+//! public `ca.pem`, a copy of `admin.token` for local commands, `server.url`, and, for a single
+//! server, the SQLite database and the secret key.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use rand::RngCore;
 use rollgate_pki::Ca;
-use rollgate_store::sqlite::SqliteStore;
-use rollgate_store::Store;
+use rollgate_store::{SqlStore, Store};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::secrets::SecretKey;
 use crate::ServerConfig;
 
 /// Everything the server needs after bootstrapping.
@@ -30,8 +35,8 @@ pub struct Boot {
     /// TLS settings.
     pub tls_config: Arc<rustls::ServerConfig>,
     /// Paths to print.
-    pub paths: Vec<(&'static str, PathBuf)>,
-    /// True when this start created the directory's secrets.
+    pub paths: Vec<(&'static str, String)>,
+    /// True when this start created the installation's CA.
     pub first_start: bool,
 }
 
@@ -39,10 +44,10 @@ impl Boot {
     /// Prints where everything is, for the operator.
     pub fn print_summary(&self, url: &str) {
         if self.first_start {
-            println!("rollgate server: initialized a new data directory");
+            println!("rollgate server: initialized a new installation");
         }
         for (what, path) in &self.paths {
-            println!("  {what:<16} {}", path.display());
+            println!("  {what:<16} {path}");
         }
         println!("listening on {url}");
     }
@@ -60,7 +65,8 @@ pub fn new_secret() -> String {
     hex::encode(bytes)
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Creates `path` with mode 0600 and writes `contents`; fails if it exists.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -72,62 +78,121 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_public(path: &Path, contents: &str) -> anyhow::Result<()> {
-    fs::write(path, contents).with_context(|| format!("while writing {}", path.display()))
+/// Writes a private file only when its contents differ, replacing it atomically.
+fn refresh_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if fs::read_to_string(path).ok().as_deref() == Some(contents) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    write_private(&tmp, contents)?;
+    fs::rename(&tmp, path).with_context(|| format!("while replacing {}", path.display()))
 }
 
-/// Creates what is missing in the data directory and loads the rest.
+/// The CA as stored in the database: the certificate in the clear, the key sealed.
+#[derive(Serialize, Deserialize)]
+struct StoredCa {
+    cert_pem: String,
+    key_sealed: String,
+}
+
+/// The admin token as stored: its hash for checking, and the token sealed so that every
+/// replica can write it to its own data directory.
+#[derive(Serialize, Deserialize)]
+struct StoredToken {
+    sha256: String,
+    sealed: String,
+}
+
+/// Creates what is missing and loads the rest.
 pub async fn prepare(config: &ServerConfig) -> anyhow::Result<Boot> {
     let dir = &config.data_dir;
     fs::create_dir_all(dir).with_context(|| format!("while creating the data directory {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).ok();
+
+    let (store, db_shown) = open_store(config).await?;
+    let key_path = config.secret_key_file.clone().unwrap_or_else(|| dir.join("secret.key"));
+    // A generated key is only right for a single server; a cluster is given one.
+    let key = SecretKey::load(&key_path, config.secret_key_file.is_none())?;
+
+    let (ca, first_start) = agree_on_ca(&*store, &key).await?;
     let ca_path = dir.join("ca.pem");
-    let ca_key_path = dir.join("ca-key.pem");
+    fs::write(&ca_path, ca.cert_pem()).with_context(|| format!("while writing {}", ca_path.display()))?;
+    let (token, admin_token_sha256) = agree_on_admin_token(&*store, &key).await?;
     let token_path = dir.join("admin.token");
-    let db_path = dir.join("rollgate.db");
-
-    let first_start = !ca_path.exists();
-    let ca = if first_start {
-        let ca = Ca::generate("Rollgate CA").context("while generating the CA")?;
-        write_private(&ca_key_path, ca.key_pem())?;
-        write_public(&ca_path, ca.cert_pem())?;
-        ca
-    } else {
-        let cert = fs::read_to_string(&ca_path).with_context(|| format!("while reading {}", ca_path.display()))?;
-        let key = fs::read_to_string(&ca_key_path).with_context(|| format!("while reading {}", ca_key_path.display()))?;
-        Ca::from_pem(&cert, &key).context("while loading the CA")?
-    };
-
-    let store = SqliteStore::open(&db_path).await.with_context(|| format!("while opening {}", db_path.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
-
-    let admin_token_sha256 = match store.get_meta("admin_token_sha256").await? {
-        Some(hash) => {
-            if !token_path.exists() {
-                bail!("{} is missing but the database has an admin token; restore the file or start with a new data directory", token_path.display());
-            }
-            hash
-        }
-        None => {
-            let token = new_secret();
-            if token_path.exists() {
-                fs::remove_file(&token_path)?;
-            }
-            write_private(&token_path, &format!("{token}\n"))?;
-            let hash = secret_hash(&token);
-            store.put_meta("admin_token_sha256", &hash).await?;
-            hash
-        }
-    };
+    refresh_private(&token_path, &format!("{token}\n"))?;
 
     let (cert_pem, key_pem) = server_identity(config, &ca)?;
     let tls_config = rollgate_pki::server_config(&cert_pem, &key_pem, ca.cert_pem()).context("while configuring TLS")?;
 
-    let mut paths = vec![("data directory", dir.clone()), ("CA certificate", ca_path), ("admin token", token_path), ("database", db_path)];
+    let mut paths = vec![
+        ("data directory", dir.display().to_string()),
+        ("CA certificate", ca_path.display().to_string()),
+        ("admin token", token_path.display().to_string()),
+        ("database", db_shown),
+        ("secret key", key_path.display().to_string()),
+        ("packages", config.package_dir().display().to_string()),
+    ];
     if let Some(cert) = &config.tls_cert {
-        paths.push(("TLS certificate", cert.clone()));
+        paths.push(("TLS certificate", cert.display().to_string()));
     }
     Ok(Boot { store, ca, admin_token_sha256, tls_config, paths, first_start })
+}
+
+async fn open_store(config: &ServerConfig) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    match &config.database {
+        Some(url) => {
+            let store = SqlStore::open_url(url, config.database_schema.as_deref())
+                .await
+                .context("while opening the database given by --database")?;
+            // Never print credentials that may be in the URL.
+            let shown = match url.split_once('@') {
+                Some((_, host)) => format!("postgres://…@{host}"),
+                None => url.clone(),
+            };
+            let shown = match &config.database_schema {
+                Some(schema) => format!("{shown} (schema {schema})"),
+                None => shown,
+            };
+            Ok((Arc::new(store), shown))
+        }
+        None => {
+            let path = config.data_dir.join("rollgate.db");
+            let store = SqlStore::open_sqlite(&path).await.with_context(|| format!("while opening {}", path.display()))?;
+            Ok((Arc::new(store), path.display().to_string()))
+        }
+    }
+}
+
+/// The installation's CA: the one in the database, or a new one if there is none yet.
+async fn agree_on_ca(store: &dyn Store, key: &SecretKey) -> anyhow::Result<(Ca, bool)> {
+    let mut created = false;
+    if store.get_meta("ca").await?.is_none() {
+        let candidate = Ca::generate("Rollgate CA").context("while generating the CA")?;
+        let stored = StoredCa { cert_pem: candidate.cert_pem().to_string(), key_sealed: key.seal("ca", candidate.key_pem().as_bytes())? };
+        created = store.insert_meta_if_absent("ca", &serde_json::to_string(&stored)?).await?;
+    }
+    let Some(text) = store.get_meta("ca").await? else { bail!("the database lost its CA while starting") };
+    let stored: StoredCa = serde_json::from_str(&text).context("the stored CA is damaged")?;
+    let key_pem = String::from_utf8(key.open("ca", &stored.key_sealed)?).context("the stored CA key is damaged")?;
+    let ca = Ca::from_pem(&stored.cert_pem, &key_pem).context("while loading the CA")?;
+    Ok((ca, created))
+}
+
+/// The admin token: the one in the database, or a new one if there is none yet.
+async fn agree_on_admin_token(store: &dyn Store, key: &SecretKey) -> anyhow::Result<(String, String)> {
+    if store.get_meta("admin_token").await?.is_none() {
+        let token = new_secret();
+        let stored = StoredToken { sha256: secret_hash(&token), sealed: key.seal("admin_token", token.as_bytes())? };
+        store.insert_meta_if_absent("admin_token", &serde_json::to_string(&stored)?).await?;
+    }
+    let Some(text) = store.get_meta("admin_token").await? else { bail!("the database lost its admin token while starting") };
+    let stored: StoredToken = serde_json::from_str(&text).context("the stored admin token is damaged")?;
+    let token = String::from_utf8(key.open("admin_token", &stored.sealed)?).context("the stored admin token is damaged")?;
+    if secret_hash(&token) != stored.sha256 {
+        bail!("the stored admin token does not match its hash; the database is damaged");
+    }
+    Ok((token, stored.sha256))
 }
 
 /// The certificate the server presents: the operator's, or one the CA issues for this host.

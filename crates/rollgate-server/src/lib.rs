@@ -8,6 +8,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod packages;
 pub mod scheduler;
+pub mod secrets;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -37,6 +38,15 @@ pub struct ServerConfig {
     pub max_package_bytes: u64,
     /// Longest a poll is held open waiting for new work.
     pub long_poll_max_secs: u64,
+    /// A database URL (`postgres://…`); none means SQLite in the data directory.
+    pub database: Option<String>,
+    /// The PostgreSQL schema to use (created if missing).
+    pub database_schema: Option<String>,
+    /// Where package bytes live; every replica of a cluster must see the same directory.
+    pub package_dir: Option<PathBuf>,
+    /// The key that seals secrets in the database; every replica of a cluster is given the
+    /// same one. None: `DATA_DIR/secret.key`, created on first start.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -51,7 +61,16 @@ impl ServerConfig {
             tick_ms: 1000,
             max_package_bytes: 2 * 1024 * 1024 * 1024,
             long_poll_max_secs: 30,
+            database: None,
+            database_schema: None,
+            package_dir: None,
+            secret_key_file: None,
         }
+    }
+
+    /// Where package bytes live.
+    pub fn package_dir(&self) -> PathBuf {
+        self.package_dir.clone().unwrap_or_else(|| self.data_dir.join("packages"))
     }
 }
 
@@ -72,6 +91,8 @@ pub struct AppState {
     pub changes: Arc<watch::Sender<u64>>,
     /// Wakes the scheduler early (a slot was freed, a set was created or resumed).
     pub wake_scheduler: Arc<Notify>,
+    /// This process, as a lease holder (random per start).
+    pub replica_id: Arc<str>,
 }
 
 impl AppState {
@@ -95,12 +116,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         store: boot.store,
         ca: Arc::new(boot.ca),
         admin_token_sha256: boot.admin_token_sha256.into(),
-        packages: Arc::new(packages::PackageStore::open(&config.data_dir.join("packages"))?),
+        packages: Arc::new(packages::PackageStore::open(&config.package_dir())?),
         config: Arc::new(config),
         changes: Arc::new(watch::channel(0).0),
         wake_scheduler: Arc::new(Notify::new()),
+        replica_id: bootstrap::new_secret()[..16].into(),
     };
     tokio::spawn(scheduler::run(state.clone()));
+    tokio::spawn(scheduler::follow_other_replicas(state.clone()));
     let app = api::router(state);
     tls::serve(listener, boot.tls_config, app).await
 }

@@ -60,13 +60,20 @@ pub fn is_sha256_hex(s: &str) -> bool {
 }
 
 impl PackageStore {
-    /// Opens (creating) the store under `root`, removing temporary files a crash left.
+    /// Opens (creating) the store under `root`, removing temporary files that a crash left.
+    ///
+    /// The directory may be shared by several replicas, so only temporary files older than a
+    /// day are removed: a younger one may be another replica's upload in progress.
     pub fn open(root: &Path) -> anyhow::Result<PackageStore> {
         let tmp = root.join("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).with_context(|| format!("while cleaning {}", tmp.display()))?;
-        }
         std::fs::create_dir_all(&tmp).with_context(|| format!("while creating {}", tmp.display()))?;
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        for entry in std::fs::read_dir(&tmp)?.flatten() {
+            let stale = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < day_ago);
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         std::fs::create_dir_all(root.join("sha256"))?;
         Ok(PackageStore { root: root.to_path_buf() })
     }

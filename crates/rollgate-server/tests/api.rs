@@ -8,6 +8,10 @@
 //! TLS accept loop would insert, with the fingerprint of a certificate really issued through
 //! `POST /v1/enroll`.
 //!
+//! Every refusal, including those axum's extractors and router make before a handler runs
+//! (a query string or path parameter that does not deserialize, a wrong method, a JSON body
+//! over 2 MiB), is checked through [`Api::fails`]: the status, a JSON body and its stable code.
+//!
 //! "Changes nothing" is checked with a [`Snapshot`]: the management API's lists of endpoints,
 //! sets (with their members) and packages, plus the files under `packages/sha256` and
 //! `packages/tmp`, taken before and after the bad requests.
@@ -30,8 +34,7 @@ use rollgate_server::bootstrap::secret_hash;
 use rollgate_server::packages::PackageStore;
 use rollgate_server::tls::{PeerCert, PeerIdentity};
 use rollgate_server::{AppState, ServerConfig};
-use rollgate_store::sqlite::SqliteStore;
-use rollgate_store::TickParams;
+use rollgate_store::{SqlStore, TickParams};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Notify};
@@ -81,7 +84,7 @@ impl Api {
 
     async fn with_limit(max_package_bytes: u64) -> Api {
         let dir = tempfile::Builder::new().prefix("rollgate-api-").tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("rollgate.db")).await.unwrap();
+        let store = SqlStore::open_sqlite(&dir.path().join("rollgate.db")).await.unwrap();
         let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         config.max_package_bytes = max_package_bytes;
         let state = AppState {
@@ -92,6 +95,7 @@ impl Api {
             config: Arc::new(config),
             changes: Arc::new(watch::channel(0).0),
             wake_scheduler: Arc::new(Notify::new()),
+            replica_id: "api-test".into(),
         };
         let app = rollgate_server::api::router(state.clone());
         Api { dir, state, app }
@@ -356,6 +360,31 @@ async fn management_routes_refuse_a_missing_or_wrong_admin_token() {
         let (status, answer) = api.call(management_request(admin(method.clone(), &uri), &method, &body)).await;
         assert!(status.is_success(), "{method} {uri}: {status} {answer}");
     }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_no_other_scheme_is_accepted() {
+    let api = Api::new().await;
+    // RFC 9110: the scheme is case-insensitive; the token is not.
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let req = anonymous(Method::GET, "/v1/packages").header(AUTHORIZATION, format!("{scheme} {ADMIN_TOKEN}"));
+        assert_eq!(api.ok(empty(req), StatusCode::OK).await, json!([]), "{scheme}");
+    }
+    let before = api.snapshot().await;
+    let refused = [
+        format!("Basic {ADMIN_TOKEN}"),
+        format!("basic {ADMIN_TOKEN}"),
+        format!("Token {ADMIN_TOKEN}"),
+        format!("Bearer{ADMIN_TOKEN}"),
+        format!("bearer {}", ADMIN_TOKEN.to_uppercase()),
+    ];
+    for header in refused {
+        let builder = anonymous(Method::POST, "/v1/enroll-tokens").header(AUTHORIZATION, &header);
+        let req = json_req(builder, &json!({"uses": 1, "ttl_secs": 60}));
+        let message = api.fails(req, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        assert!(message.contains("token"), "{header}: {message}");
+    }
+    assert_eq!(api.snapshot().await, before);
 }
 
 // ---------------------------------------------------------------- JSON bodies
@@ -735,10 +764,30 @@ async fn package_upload_of_an_existing_version_is_a_conflict() {
         assert!(message.contains("app@1.0"), "{message}");
     }
     assert_eq!(api.snapshot().await, before);
-    // The upload's answer carries the creation time at full precision while the store keeps
-    // milliseconds, so compare everything else.
-    assert_eq!(before.packages, json!([with(&first, json!({"created_at": before.packages[0]["created_at"].clone()}))]));
+    // The upload's answer is what the listing shows, `created_at` included: the store keeps
+    // milliseconds, and so does the answer.
+    assert_eq!(before.packages, json!([first]));
     assert_eq!(before.files, vec![format!("sha256/{}", sha256_hex(b"first bytes"))]);
+}
+
+#[tokio::test]
+async fn package_upload_answers_what_the_listing_shows_to_the_millisecond() {
+    let api = Api::new().await;
+    let mut answers = Vec::new();
+    for version in ["1.0", "1.1", "1.2", "2.0", "2.0.1"] {
+        let answer = api.upload("app", version, format!("app {version}").as_bytes()).await;
+        let created: Timestamp = answer["created_at"].as_str().unwrap().parse().unwrap();
+        assert_eq!(created.subsec_nanosecond() % 1_000_000, 0, "{answer}: finer than the store keeps");
+        let age = Timestamp::now().duration_since(created);
+        assert!(age >= SignedDuration::ZERO && age < SignedDuration::from_secs(60), "{answer}: not now");
+        answers.push(answer);
+    }
+    let listed = api.ok(empty(admin(Method::GET, "/v1/packages")), StatusCode::OK).await;
+    for answer in &answers {
+        let same = listed.as_array().unwrap().iter().find(|p| p["id"] == answer["id"]);
+        assert_eq!(same, Some(answer), "{listed}");
+    }
+    assert_eq!(listed.as_array().unwrap().len(), answers.len());
 }
 
 // ---------------------------------------------------------------- sets
@@ -879,6 +928,227 @@ async fn reports_reject_bad_fields_foreign_sets_and_work_without_a_slot() {
     assert_eq!(api.show_set("sa").await["endpoints"][0]["state"], "succeeded");
 }
 
+/// An endpoint's attempt history as `GET /v1/endpoints/{id}` shows it.
+async fn history(api: &Api, agent: &Agent) -> Vec<Value> {
+    let detail = api.ok(empty(admin(Method::GET, &format!("/v1/endpoints/{}", agent.id))), StatusCode::OK).await;
+    detail["history"].as_array().unwrap().clone()
+}
+
+/// `(attempt, outcome)` of each history entry, in order.
+fn attempt_outcomes(history: &[Value]) -> Vec<(u64, String)> {
+    history.iter().map(|a| (a["attempt"].as_u64().unwrap(), a["outcome"].as_str().unwrap().to_string())).collect()
+}
+
+/// `agent`'s member entry in `GET /v1/sets/{set}`.
+async fn member_of(api: &Api, set: &str, agent: &Agent) -> Value {
+    let shown = api.show_set(set).await;
+    let member = shown["endpoints"].as_array().unwrap().iter().find(|m| m["id"] == agent.id.as_str()).cloned();
+    member.unwrap_or_else(|| panic!("{} is not in {set}: {shown}", agent.id))
+}
+
+/// Two endpoints and an active set over each: `sa` (site a, 3 attempts) and `sb` (site b, 1
+/// attempt), both ticked so that each endpoint holds its slot and has started nothing yet.
+async fn two_released_sets() -> (Api, Agent, i64, Agent, i64) {
+    let api = Api::new().await;
+    let a = api.enroll("web-a", json!({"site": "a"})).await;
+    let b = api.enroll("web-b", json!({"site": "b"})).await;
+    api.upload("app", "2.0", b"app 2.0").await;
+    let sa = api.create_set(&set_body("sa", "site=a")).await["id"].as_i64().unwrap();
+    let sb = api.create_set(&with(&set_body("sb", "site=b"), json!({"max_attempts": 1}))).await["id"].as_i64().unwrap();
+    assert!(api.tick(sa).await);
+    assert!(api.tick(sb).await);
+    assert_eq!(member_of(&api, "sa", &a).await["state"], "in_progress");
+    assert_eq!(member_of(&api, "sb", &b).await["state"], "in_progress");
+    (api, a, sa, b, sb)
+}
+
+#[tokio::test]
+async fn attempts_start_one_after_the_other_within_the_sets_limit() {
+    let (api, a, sa, b, sb) = two_released_sets().await;
+    let post = |agent: &Agent, body: &Value| json_req(as_agent(agent, Method::POST, "/v1/agent/reports"), body);
+
+    // Each step: the report, what it must answer (`None` = accepted), and then the member's
+    // `attempts` and the history as `(attempt, outcome)`.
+    type Step = (&'static str, u32, Option<(StatusCode, &'static str)>, u64, Vec<(u64, &'static str)>);
+    let out_of_order = Some((StatusCode::CONFLICT, "attempt_out_of_order"));
+    let not_started = Some((StatusCode::CONFLICT, "attempt_not_started"));
+    let steps: Vec<Step> = vec![
+        ("attempt_started", 2, out_of_order, 0, vec![]),
+        ("attempt_failed", 1, not_started, 0, vec![]),
+        ("attempt_started", 1, None, 1, vec![(1, "in_progress")]),
+        // A retried report: accepted, and nothing moves.
+        ("attempt_started", 1, None, 1, vec![(1, "in_progress")]),
+        ("attempt_started", 3, out_of_order, 1, vec![(1, "in_progress")]),
+        ("attempt_failed", 2, not_started, 1, vec![(1, "in_progress")]),
+        ("attempt_failed", 1, None, 1, vec![(1, "failed")]),
+        ("attempt_failed", 1, None, 1, vec![(1, "failed")]),
+        ("attempt_started", 3, out_of_order, 1, vec![(1, "failed")]),
+        ("attempt_started", 2, None, 2, vec![(1, "failed"), (2, "in_progress")]),
+        ("attempt_started", 1, None, 2, vec![(1, "failed"), (2, "in_progress")]),
+        ("attempt_failed", 3, not_started, 2, vec![(1, "failed"), (2, "in_progress")]),
+        ("attempt_failed", 2, None, 2, vec![(1, "failed"), (2, "failed")]),
+        ("attempt_started", 3, None, 3, vec![(1, "failed"), (2, "failed"), (3, "in_progress")]),
+        // Past the set's limit of 3.
+        ("attempt_started", 4, out_of_order, 3, vec![(1, "failed"), (2, "failed"), (3, "in_progress")]),
+        // The last attempt ends with the job's outcome, as the agent reports it.
+        ("rolled_back", 3, None, 3, vec![(1, "failed"), (2, "failed"), (3, "rolled_back")]),
+        ("attempt_started", 4, Some((StatusCode::CONFLICT, "no_slot")), 3, vec![(1, "failed"), (2, "failed"), (3, "rolled_back")]),
+    ];
+    for (kind, attempt, refusal, attempts, expected_history) in steps {
+        let step = format!("{kind} {attempt}");
+        let before = api.snapshot().await;
+        let body = report_body(sa, attempt, kind);
+        match refusal {
+            None => assert_eq!(api.ok(post(&a, &body), StatusCode::OK).await, json!({"accepted": true}), "{step}"),
+            Some((status, code)) => {
+                let message = api.fails(post(&a, &body), status, code).await;
+                let names = if code == "no_slot" { "no slot".to_string() } else { format!("attempt {attempt}") };
+                assert!(message.contains(&names), "{step}: {message}");
+                assert_eq!(api.snapshot().await, before, "{step} was refused but changed something");
+            }
+        }
+        assert_eq!(member_of(&api, "sa", &a).await["attempts"], attempts, "{step}");
+        let history = history(&api, &a).await;
+        let expected: Vec<(u64, String)> = expected_history.iter().map(|(n, o)| (*n, o.to_string())).collect();
+        assert_eq!(attempt_outcomes(&history), expected, "{step}: {history:?}");
+        let running = history.iter().filter(|h| h["outcome"] == "in_progress").count();
+        assert!(running <= 1, "{step}: {running} attempts in progress at once: {history:?}");
+    }
+    assert_eq!(member_of(&api, "sa", &a).await["state"], "rolled_back");
+
+    // A set that allows one attempt: there is no second, whether or not the first failed.
+    api.ok(post(&b, &report_body(sb, 1, "attempt_started")), StatusCode::OK).await;
+    for (kind, attempt) in [("attempt_started", 2), ("attempt_failed", 1), ("attempt_started", 2)] {
+        let body = report_body(sb, attempt, kind);
+        if kind == "attempt_failed" {
+            api.ok(post(&b, &body), StatusCode::OK).await;
+            continue;
+        }
+        let before = api.snapshot().await;
+        let message = api.fails(post(&b, &body), StatusCode::CONFLICT, "attempt_out_of_order").await;
+        assert!(message.contains("attempt 2") && message.contains("allows 1"), "{message}");
+        assert_eq!(api.snapshot().await, before);
+        assert_eq!(member_of(&api, "sb", &b).await["attempts"], 1);
+    }
+    assert_eq!(attempt_outcomes(&history(&api, &b).await), vec![(1, "failed".to_string())]);
+}
+
+/// An agent that skips its "attempt failed" report (lost, or a bug) and starts the next
+/// attempt: the history must still show one running attempt, not two.
+#[tokio::test]
+async fn starting_the_next_attempt_leaves_one_attempt_in_progress() {
+    let (api, a, sa, _, _) = two_released_sets().await;
+    let post = |body: &Value| json_req(as_agent(&a, Method::POST, "/v1/agent/reports"), body);
+    api.ok(post(&report_body(sa, 1, "attempt_started")), StatusCode::OK).await;
+    api.ok(post(&report_body(sa, 2, "attempt_started")), StatusCode::OK).await;
+    assert_eq!(member_of(&api, "sa", &a).await["attempts"], 2);
+    let history = history(&api, &a).await;
+    let running: Vec<u64> =
+        attempt_outcomes(&history).into_iter().filter(|(_, outcome)| outcome == "in_progress").map(|(n, _)| n).collect();
+    assert_eq!(running, vec![2], "{history:?}");
+}
+
+#[tokio::test]
+async fn reports_with_a_wrong_or_invalid_version_or_a_long_phase_are_400_and_store_nothing() {
+    let (api, agent, set) = one_endpoint_one_set().await;
+    let set_id = set["id"].as_i64().unwrap();
+    assert!(api.tick(set_id).await);
+    let post = |body: &Value| json_req(as_agent(&agent, Method::POST, "/v1/agent/reports"), body);
+    let huge_version = "9".repeat(100_000);
+
+    // Before the first attempt (a refusal must not start one) and during it (a refusal must
+    // not finish it).
+    let every_kind = ["attempt_started", "heartbeat", "attempt_failed", "succeeded", "failed", "rolled_back"];
+    for (phase, kinds) in [("released", &every_kind[..2]), ("attempt 1", &every_kind[..])] {
+        if phase == "attempt 1" {
+            api.ok(post(&report_body(set_id, 1, "attempt_started")), StatusCode::OK).await;
+        }
+        let before = api.snapshot().await;
+        let history_before = history(&api, &agent).await;
+        for kind in kinds {
+            let valid = report_body(set_id, 1, kind);
+            // The set installs 2.0: a report about another version is about some other job.
+            for other in ["3.0", "1.0", "2.0.0"] {
+                let message = api.fails(post(&with(&valid, json!({"to_version": other}))), StatusCode::BAD_REQUEST, "bad_request").await;
+                assert!(message.contains(other) && message.contains("2.0"), "{phase}, {kind} to {other}: {message}");
+            }
+            let invalid = vec![
+                ("to_version with a space and a path", with(&valid, json!({"to_version": "9.9 weird/../x"}))),
+                ("from_version with a space and a path", with(&valid, json!({"from_version": "9.9 weird/../x"}))),
+                ("100,000-byte to_version", with(&valid, json!({"to_version": huge_version}))),
+                ("100,000-byte from_version", with(&valid, json!({"from_version": huge_version}))),
+                ("empty to_version", with(&valid, json!({"to_version": ""}))),
+                ("empty from_version", with(&valid, json!({"from_version": ""}))),
+                ("33-byte phase", with(&valid, json!({"phase": "p".repeat(33), "reason": "x"}))),
+            ];
+            for (what, body) in invalid {
+                let message = api.fails(post(&body), StatusCode::BAD_REQUEST, "bad_request").await;
+                // Refused as malformed, not merely as another version than the set's: the check
+                // must not depend on which set the report names.
+                let expected = if what.contains("phase") { "phase is at most 32 bytes" } else { "bad version" };
+                assert!(message.contains(expected), "{phase}, {kind} with {what}: {message}");
+            }
+        }
+        assert_eq!(api.snapshot().await, before, "{phase}");
+        assert_eq!(history(&api, &agent).await, history_before, "{phase}");
+    }
+    assert_eq!(attempt_outcomes(&history(&api, &agent).await), vec![(1, "in_progress".to_string())]);
+
+    // The controls: a phase of exactly 32 bytes, and no from_version at all (nothing was
+    // installed before), are fine.
+    let body = with(&report_body(set_id, 1, "attempt_failed"), json!({"phase": "p".repeat(32), "reason": "boom", "from_version": null}));
+    api.ok(post(&body), StatusCode::OK).await;
+    assert_eq!(attempt_outcomes(&history(&api, &agent).await), vec![(1, "failed".to_string())]);
+}
+
+#[tokio::test]
+async fn heartbeats_count_for_the_current_attempt_only_and_keep_its_slot() {
+    let api = Api::new().await;
+    let agent = api.enroll("web-1", json!({"site": "berlin"})).await;
+    api.upload("app", "2.0", b"package bytes of app 2.0").await;
+    // The shortest stuck timeout allowed, so that the ticks below can tell a fresh heartbeat
+    // from a stale one.
+    let stuck = 5;
+    let set = api.create_set(&with(&set_body("s1", "all"), json!({"stuck_timeout_secs": stuck}))).await;
+    let set_id = set["id"].as_i64().unwrap();
+    let post = |body: &Value| json_req(as_agent(&agent, Method::POST, "/v1/agent/reports"), body);
+    assert!(api.tick(set_id).await);
+
+    // Released, nothing started yet: there is no attempt to keep alive.
+    api.fails(post(&report_body(set_id, 1, "heartbeat")), StatusCode::CONFLICT, "attempt_not_started").await;
+    api.ok(post(&report_body(set_id, 1, "attempt_started")), StatusCode::OK).await;
+    let started = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = api.snapshot().await;
+
+    // For the current attempt: accepted, and it changes nothing an operator sees.
+    let beat = Timestamp::now();
+    assert_eq!(api.ok(post(&report_body(set_id, 1, "heartbeat")), StatusCode::OK).await, json!({"accepted": true}));
+    assert_eq!(api.snapshot().await, before);
+    // For an attempt that has not started: the agent must not be working on it.
+    for attempt in [2, 3, 20] {
+        let message = api.fails(post(&report_body(set_id, attempt, "heartbeat")), StatusCode::CONFLICT, "attempt_not_started").await;
+        assert!(message.contains(&format!("attempt {attempt} was never started")), "{message}");
+    }
+    assert_eq!(api.snapshot().await, before);
+
+    // The heartbeat moved the member's last activity: 4 s after it the member keeps its slot,
+    // although that is more than `stuck` seconds after the attempt started.
+    let tick_at = |at: Timestamp| {
+        let params = TickParams { offline_after_secs: 3600 };
+        let store = api.state.store.clone();
+        async move { store.tick_set(set_id, params, at).await.unwrap() }
+    };
+    let soon_after_beat = beat + SignedDuration::from_secs(stuck - 1);
+    assert!(soon_after_beat.duration_since(started) >= SignedDuration::from_secs(stuck), "the test's own timing");
+    tick_at(soon_after_beat).await;
+    assert_eq!(member_of(&api, "s1", &agent).await["state"], "in_progress");
+    // The control: silent for longer than `stuck` after the heartbeat, it loses the slot.
+    assert!(tick_at(Timestamp::now() + SignedDuration::from_secs(stuck + 1)).await);
+    assert_eq!(member_of(&api, "s1", &agent).await["state"], "failed", "a timed-out member counts as failed");
+    api.fails(post(&report_body(set_id, 1, "heartbeat")), StatusCode::CONFLICT, "no_slot").await;
+}
+
 // ---------------------------------------------------------------- downloads
 
 #[tokio::test]
@@ -1004,52 +1274,103 @@ async fn unknown_routes_answer_404_with_a_json_error() {
     }
 }
 
-/// Requests that axum refuses before a handler runs: a query string or path segment that does
-/// not deserialize, a method the route does not have, a JSON body over axum's default limit.
-///
-/// Only the status and "nothing changed" are asserted for the first three kinds: their bodies
-/// are axum's plain text (or empty for 405), not the JSON `ApiError` the other errors carry
-/// (reported as a server bug; once fixed, check them with `Api::fails`).
+/// Requests whose query string or path parameter does not deserialize: refused by the
+/// extractors before the handler runs, with the usual JSON error that says which part was bad.
 #[tokio::test]
-async fn malformed_query_strings_paths_methods_and_huge_bodies_are_refused_and_change_nothing() {
+async fn malformed_query_strings_and_path_parameters_are_400_json_and_change_nothing() {
+    let (api, agent, _) = one_endpoint_one_set().await;
+    let before = api.snapshot().await;
+
+    let cases: Vec<(&str, Request<Body>)> = vec![
+        ("query string", empty(as_agent(&agent, Method::GET, "/v1/agent/work?wait=abc"))),
+        ("query string", empty(as_agent(&agent, Method::GET, "/v1/agent/work?wait=-1"))),
+        ("query string", admin(Method::PUT, "/v1/packages/app/3.0?color=red").body(Body::from("bytes")).unwrap()),
+        ("path", admin(Method::PUT, "/v1/packages/app/%FF").body(Body::from("bytes")).unwrap()),
+        ("path", empty(admin(Method::GET, "/v1/sets/%FF"))),
+        ("path", empty(admin(Method::POST, "/v1/sets/%FF/cancel"))),
+    ];
+    for (part, req) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let message = api.fails(req, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(message.contains(&format!("invalid {part}")), "{what}: the message should name the bad {part}: {message}");
+    }
+    assert_eq!(api.snapshot().await, before);
+    assert_eq!(api.show_set("s1").await["state"], "active", "the refused cancel left the set alone");
+}
+
+/// A route called with a method it does not have: 405 with a JSON error, before any
+/// credential is looked at.
+#[tokio::test]
+async fn wrong_methods_are_405_json_and_change_nothing() {
+    let (api, agent, _) = one_endpoint_one_set().await;
+    let before = api.snapshot().await;
+
+    // Each request twice (a request cannot be cloned): once for the JSON error, once for the
+    // `Allow` header that tells the client what the route does take.
+    type Build = fn(&Agent) -> request::Builder;
+    let cases: Vec<(&str, Build, &str)> = vec![
+        ("DELETE /v1/sets", |_| admin(Method::DELETE, "/v1/sets"), "GET,HEAD,POST"),
+        ("GET /v1/enroll-tokens", |_| admin(Method::GET, "/v1/enroll-tokens"), "POST"),
+        ("GET /v1/sets/s1/cancel", |_| admin(Method::GET, "/v1/sets/s1/cancel"), "POST"),
+        ("DELETE /v1/packages/app/2.0", |_| admin(Method::DELETE, "/v1/packages/app/2.0"), "PUT"),
+        ("POST /v1/agent/work", |agent| as_agent(agent, Method::POST, "/v1/agent/work"), "GET,HEAD"),
+        // Without any credential: the method is wrong whoever asks.
+        ("POST /v1/agent/work, anonymous", |_| anonymous(Method::POST, "/v1/agent/work"), "GET,HEAD"),
+        ("DELETE /v1/sets, anonymous", |_| anonymous(Method::DELETE, "/v1/sets"), "GET,HEAD,POST"),
+    ];
+    for (what, builder, allow) in cases {
+        let message = api.fails(empty(builder(&agent)), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+        assert!(message.contains("method"), "{what}: {message}");
+        let (_, headers, _) = api.call_raw(empty(builder(&agent))).await;
+        assert_eq!(headers.get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{what}");
+    }
+    assert_eq!(api.snapshot().await, before);
+    assert_eq!(api.show_set("s1").await["state"], "active");
+    assert!(before.packages.as_array().unwrap().iter().any(|p| p["id"] == "app@2.0"), "the DELETE left the package");
+}
+
+/// 2 MiB, axum's default limit for buffered bodies.
+const JSON_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
+/// `base` with `field` set to a string that makes the whole body `size` bytes long.
+fn padded_to(base: &Value, field: &str, size: usize) -> Value {
+    let without = with(base, json!({field: ""})).to_string().len();
+    let body = with(base, json!({field: "a".repeat(size - without)}));
+    assert_eq!(body.to_string().len(), size);
+    body
+}
+
+#[tokio::test]
+async fn json_bodies_over_2_mib_are_413_too_large_and_change_nothing() {
     let (api, agent, set) = one_endpoint_one_set().await;
     let set_id = set["id"].as_i64().unwrap();
     let before = api.snapshot().await;
 
-    let cases: Vec<(StatusCode, Request<Body>)> = vec![
-        (StatusCode::BAD_REQUEST, empty(as_agent(&agent, Method::GET, "/v1/agent/work?wait=abc"))),
-        (StatusCode::BAD_REQUEST, empty(as_agent(&agent, Method::GET, "/v1/agent/work?wait=-1"))),
-        (StatusCode::BAD_REQUEST, admin(Method::PUT, "/v1/packages/app/3.0?color=red").body(Body::from("bytes")).unwrap()),
-        (StatusCode::BAD_REQUEST, admin(Method::PUT, "/v1/packages/app/%FF").body(Body::from("bytes")).unwrap()),
-        (StatusCode::BAD_REQUEST, empty(admin(Method::GET, "/v1/sets/%FF"))),
-        (StatusCode::BAD_REQUEST, empty(admin(Method::POST, "/v1/sets/%FF/cancel"))),
-        (StatusCode::METHOD_NOT_ALLOWED, empty(admin(Method::DELETE, "/v1/sets"))),
-        (StatusCode::METHOD_NOT_ALLOWED, empty(admin(Method::GET, "/v1/enroll-tokens"))),
-        (StatusCode::METHOD_NOT_ALLOWED, empty(admin(Method::GET, "/v1/sets/s1/cancel"))),
-        (StatusCode::METHOD_NOT_ALLOWED, empty(admin(Method::DELETE, "/v1/packages/app/2.0"))),
-        (StatusCode::METHOD_NOT_ALLOWED, empty(as_agent(&agent, Method::POST, "/v1/agent/work"))),
+    // Each route with a body template, the field to pad, and what it answers to a padded body
+    // just under the limit: such a body is read and judged on its content, which shows that
+    // the 413 is about the size alone.
+    let routes = vec![
+        (Method::POST, "/v1/enroll-tokens", json!({"uses": 1, "ttl_secs": 60}), "padding", StatusCode::BAD_REQUEST, "bad_request"),
+        (Method::PUT, "/v1/agent/inventory", inventory_body(), "os", StatusCode::BAD_REQUEST, "bad_request"),
+        // The set has not released the endpoint yet.
+        (Method::POST, "/v1/agent/reports", report_body(set_id, 1, "attempt_started"), "reason", StatusCode::CONFLICT, "no_slot"),
     ];
-    for (status, req) in cases {
-        let what = format!("{} {}", req.method(), req.uri());
-        let (got, _, body) = api.call_raw(req).await;
-        assert_eq!(got, status, "{what}: {}", String::from_utf8_lossy(&body));
-    }
-    assert_eq!(api.snapshot().await, before);
-
-    // A JSON body over axum's 2 MiB default: refused with a JSON error. 400 `bad_request` today;
-    // 413 `too_large`, as the upload route answers, would be more precise.
-    let huge = json!({"uses": 1, "ttl_secs": 60, "padding": "a".repeat(3 << 20)});
-    let inventory = with(&inventory_body(), json!({"os": "a".repeat(3 << 20)}));
-    let report = with(&report_body(set_id, 1, "attempt_started"), json!({"reason": "a".repeat(3 << 20)}));
-    for req in [
-        json_req(admin(Method::POST, "/v1/enroll-tokens"), &huge),
-        json_req(as_agent(&agent, Method::PUT, "/v1/agent/inventory"), &inventory),
-        json_req(as_agent(&agent, Method::POST, "/v1/agent/reports"), &report),
-    ] {
-        let what = format!("{} {}", req.method(), req.uri());
-        let (status, body) = api.call(req).await;
-        assert!(matches!(status, StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE), "{what}: {status} {body}");
-        assert!(matches!(body["error"]["code"].as_str(), Some("bad_request" | "too_large")), "{what}: {body}");
+    let builder = |method: &Method, uri: &str| {
+        if uri.starts_with("/v1/agent/") {
+            as_agent(&agent, method.clone(), uri)
+        } else {
+            admin(method.clone(), uri)
+        }
+    };
+    for (method, uri, template, field, under_status, under_code) in routes {
+        for size in [JSON_LIMIT_BYTES + 1, 3 * JSON_LIMIT_BYTES / 2] {
+            let body = padded_to(&template, field, size);
+            let message = api.fails(json_req(builder(&method, uri), &body), StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+            assert!(message.contains("2 MiB"), "{method} {uri} with {size} bytes: {message}");
+        }
+        let body = padded_to(&template, field, JSON_LIMIT_BYTES - 1024);
+        let message = api.fails(json_req(builder(&method, uri), &body), under_status, under_code).await;
+        assert!(!message.contains("2 MiB"), "{method} {uri} just under the limit: {message}");
     }
     assert_eq!(api.snapshot().await, before);
 }

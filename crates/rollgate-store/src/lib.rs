@@ -11,7 +11,9 @@ use jiff::Timestamp;
 use rollgate_core::member::{Applied, Member, MemberError, Outcome};
 use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
 
-pub mod sqlite;
+pub mod sql;
+
+pub use sql::{Dialect, SqlStore};
 
 /// A storage failure that callers can branch on.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +222,19 @@ pub trait Store: Send + Sync + 'static {
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     /// Writes a server-wide setting.
     async fn put_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// Writes a setting only if it has none; returns true when this call wrote it. Servers
+    /// starting at the same moment use this to agree on one CA and one admin token.
+    async fn insert_meta_if_absent(&self, key: &str, value: &str) -> Result<bool>;
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`; returns true when
+    /// `holder` holds it. A lease passes to another holder only once it has expired, so a job
+    /// guarded by one runs on one server at a time, and moves on when that server stops.
+    async fn try_lease(&self, name: &str, holder: &str, now: Timestamp, ttl_ms: i64) -> Result<bool>;
+
+    /// Waits for changes announced by other servers sharing the database and calls
+    /// `on_change` for each; returns only on a connection failure (the caller retries). On a
+    /// backend that serves a single server it never returns.
+    async fn listen_changes(&self, on_change: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()>;
 
     /// Stores a new enrollment token by its hash.
     async fn create_enroll_token(&self, token_sha256: &str, uses: u32, expires_at: Timestamp, now: Timestamp) -> Result<()>;

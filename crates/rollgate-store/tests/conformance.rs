@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use rollgate_core::member::MemberState;
-use rollgate_store::sqlite::SqliteStore;
+use rollgate_store::SqlStore;
 use rollgate_store::{EndpointRecord, NewSet, PackageRecord, ReportKindRecord, ReportRecord, SetRecord, Store, TickParams};
 
 /// One backend under test: a fresh, empty store and whatever keeps it alive.
@@ -57,26 +57,55 @@ impl Backend {
 ///
 /// Each call must return stores that share nothing with any other call: tests run in parallel.
 pub async fn backends() -> Vec<Backend> {
-    #[allow(unused_mut)] // Becomes mutable when PostgreSQL is pushed below.
     let mut all = vec![sqlite().await];
-    // PostgreSQL plugs in here. When `DATABASE_URL` is set (on the project's machines,
-    // `postgres://…@127.0.0.1:5432/test`), push one more backend:
-    //
-    //     if let Ok(url) = std::env::var("DATABASE_URL") {
-    //         all.push(postgres(&url).await);
-    //     }
-    //
-    // where `postgres` connects, creates a uniquely named schema (or database) for this call,
-    // runs the PostgreSQL migrations in it through `PostgresStore::open`, and returns it with a
-    // guard that drops the schema (or drops stale test schemas when the next run starts).
-    // Nothing else in this suite changes: every scenario then runs on both backends.
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => all.push(postgres(&url).await),
+        _ => println!("conformance: PostgreSQL SKIPPED: DATABASE_URL is not set (CI sets it)"),
+    }
     all
+}
+
+/// A fresh schema in the PostgreSQL database at `url`, dropped when the backend is dropped.
+async fn postgres(url: &str) -> Backend {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let schema = format!(
+        "rg_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        Timestamp::now().as_millisecond() % 1_000_000
+    );
+    let store = SqlStore::open_postgres(url, Some(&schema)).await.unwrap();
+    Backend { name: "postgres", store: Arc::new(store), _guard: Box::new(DropSchema { url: url.to_string(), schema }) }
+}
+
+/// Drops a test schema. `Drop` cannot await, so it runs on a runtime of its own thread.
+struct DropSchema {
+    url: String,
+    schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sqlx::Executor;
+                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                    let _ = pool.execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str()).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// A fresh SQLite database file in its own temp directory.
 async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("rollgate.db")).await.unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("rollgate.db")).await.unwrap();
     Backend { name: "sqlite", store: Arc::new(store), _guard: Box::new(dir) }
 }
 

@@ -64,6 +64,20 @@ struct ServerArgs {
     /// How often the scheduler looks at every live set, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     tick_ms: u64,
+    /// PostgreSQL URL for a cluster of servers (default: SQLite in the data directory).
+    #[arg(long, env = "ROLLGATE_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// PostgreSQL schema to use (created if missing), so installations can share a database.
+    #[arg(long, requires = "database")]
+    database_schema: Option<String>,
+    /// Directory of package bytes; every server of a cluster must see the same one
+    /// (default: DATA_DIR/packages).
+    #[arg(long)]
+    package_dir: Option<PathBuf>,
+    /// The 256-bit key (64 hex digits) that seals secrets in the database; give every server
+    /// of a cluster the same file (default: DATA_DIR/secret.key, created on first start).
+    #[arg(long, env = "ROLLGATE_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.offline_after_secs = a.offline_after;
             config.max_package_bytes = a.max_package_mib.saturating_mul(1024 * 1024);
             config.tick_ms = a.tick_ms;
+            config.database = a.database;
+            config.database_schema = a.database_schema;
+            config.package_dir = a.package_dir;
+            config.secret_key_file = a.secret_key_file;
             rollgate_server::run(config).await
         }
         Command::Agent(a) => {

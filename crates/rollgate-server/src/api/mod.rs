@@ -81,6 +81,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Invalid(_) => ApiError::bad_request(message),
             StoreError::Member(MemberError::AttemptOutOfOrder { .. }) => ApiError::new(StatusCode::CONFLICT, "attempt_out_of_order", message),
+            StoreError::Member(MemberError::AttemptNotStarted { .. }) => ApiError::new(StatusCode::CONFLICT, "attempt_not_started", message),
             StoreError::TokenRefused(_) => ApiError::new(StatusCode::UNAUTHORIZED, "enroll_refused", message),
             StoreError::Member(MemberError::NoSlot(_)) => ApiError::new(StatusCode::CONFLICT, "no_slot", message),
             StoreError::Member(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),

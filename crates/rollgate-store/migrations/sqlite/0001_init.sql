@@ -44,7 +44,7 @@ CREATE TABLE upgrade_sets (
     max_in_flight      INTEGER NOT NULL,
     max_attempts       INTEGER NOT NULL,
     start_at           INTEGER,
-    window             TEXT,
+    window_spec        TEXT,
     seed               INTEGER NOT NULL,
     backoff_secs       INTEGER NOT NULL,
     stuck_timeout_secs INTEGER NOT NULL,
@@ -84,3 +84,11 @@ CREATE TABLE attempts (
     PRIMARY KEY (set_id, endpoint_id, attempt)
 );
 CREATE INDEX attempts_endpoint ON attempts (endpoint_id, started_at);
+
+-- Who runs each scheduled job: a lease that passes to another server when its holder stops
+-- renewing it.
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
