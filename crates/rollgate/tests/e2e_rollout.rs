@@ -23,7 +23,13 @@ fn create_set(server: &Server, name: &str, version: &str, extra: &[&str]) -> Val
 
 #[test]
 fn limit_holds_and_failing_health_rolls_back_to_the_previous_version() {
-    let server = Server::start();
+    for backend in backends() {
+        limit_holds_and_failing_health_rolls_back_to_the_previous_version_on(&backend);
+    }
+}
+
+fn limit_holds_and_failing_health_rolls_back_to_the_previous_version_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let token = server.token(6);
     let agents: Vec<Agent> = (0..6)
         .map(|i| {
@@ -78,7 +84,13 @@ fn limit_holds_and_failing_health_rolls_back_to_the_previous_version() {
 
 #[test]
 fn corrupt_package_bytes_are_never_installed() {
-    let server = Server::start();
+    for backend in backends() {
+        corrupt_package_bytes_are_never_installed_on(&backend);
+    }
+}
+
+fn corrupt_package_bytes_are_never_installed_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let token = server.token(1);
     let agent = server.agent("host-0", &token, &[]);
     server.wait_endpoints(1);
@@ -106,7 +118,13 @@ fn corrupt_package_bytes_are_never_installed() {
 
 #[test]
 fn server_killed_mid_rollout_finishes_without_exceeding_the_limit() {
-    let mut server = Server::start();
+    for backend in backends() {
+        server_killed_mid_rollout_finishes_without_exceeding_the_limit_on(&backend);
+    }
+}
+
+fn server_killed_mid_rollout_finishes_without_exceeding_the_limit_on(backend: &Backend) {
+    let mut server = Server::start_on(backend);
     let token = server.token(6);
     let _agents: Vec<Agent> = (0..6).map(|i| server.agent(&format!("host-{i}"), &token, &[])).collect();
     let endpoints = server.wait_endpoints(6);
@@ -137,7 +155,13 @@ fn server_killed_mid_rollout_finishes_without_exceeding_the_limit() {
 
 #[test]
 fn downloads_resume_from_the_partial_file_and_a_restarted_agent_keeps_its_identity() {
-    let server = Server::start();
+    for backend in backends() {
+        downloads_resume_from_the_partial_file_and_a_restarted_agent_keeps_its_identity_on(&backend);
+    }
+}
+
+fn downloads_resume_from_the_partial_file_and_a_restarted_agent_keeps_its_identity_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let token = server.token(1);
     let mut agent = server.agent("host-0", &token, &[]);
     let first = server.wait_endpoints(1);
@@ -174,7 +198,13 @@ fn downloads_resume_from_the_partial_file_and_a_restarted_agent_keeps_its_identi
 
 #[test]
 fn heartbeats_keep_a_long_install_in_its_slot() {
-    let server = Server::start();
+    for backend in backends() {
+        heartbeats_keep_a_long_install_in_its_slot_on(&backend);
+    }
+}
+
+fn heartbeats_keep_a_long_install_in_its_slot_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let token = server.token(2);
     let _agents: Vec<Agent> = (0..2).map(|i| server.agent(&format!("host-{i}"), &token, &[])).collect();
     let endpoints = server.wait_endpoints(2);
@@ -190,7 +220,13 @@ fn heartbeats_keep_a_long_install_in_its_slot() {
 
 #[test]
 fn a_vanished_endpoint_loses_its_slot_after_the_stuck_timeout() {
-    let server = Server::start();
+    for backend in backends() {
+        a_vanished_endpoint_loses_its_slot_after_the_stuck_timeout_on(&backend);
+    }
+}
+
+fn a_vanished_endpoint_loses_its_slot_after_the_stuck_timeout_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let token = server.token(2);
     let mut agents: Vec<Agent> = (0..2).map(|i| server.agent(&format!("host-{i}"), &token, &[])).collect();
     let endpoints = server.wait_endpoints(2);

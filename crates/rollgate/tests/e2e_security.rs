@@ -42,7 +42,13 @@ fn enroll_once(server: &Server, name: &str, token: &str) -> std::process::Output
 
 #[test]
 fn enrollment_tokens_expired_wrong_and_used_up_are_refused() {
-    let server = Server::start();
+    for backend in backends() {
+        enrollment_tokens_expired_wrong_and_used_up_are_refused_on(&backend);
+    }
+}
+
+fn enrollment_tokens_expired_wrong_and_used_up_are_refused_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let expiring = server.json(&["enroll-token", "create", "--ttl", "1s"])["token"].as_str().unwrap().to_string();
     let once = server.token(1);
     std::thread::sleep(Duration::from_millis(1500));
@@ -117,7 +123,13 @@ async fn agent_routes_need_a_certificate_from_the_servers_ca() {
 
 #[test]
 fn bad_input_on_management_commands_is_refused_and_changes_nothing() {
-    let server = Server::start();
+    for backend in backends() {
+        bad_input_on_management_commands_is_refused_and_changes_nothing_on(&backend);
+    }
+}
+
+fn bad_input_on_management_commands_is_refused_and_changes_nothing_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let token = server.token(2);
     let _a = server.agent("host-a", &token, &["site=berlin"]);
     let endpoints = server.wait_endpoints(1);

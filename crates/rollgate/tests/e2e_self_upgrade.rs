@@ -11,7 +11,13 @@ use common::*;
 
 #[test]
 fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails() {
-    let server = Server::start();
+    for backend in backends() {
+        agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails_on(&backend);
+    }
+}
+
+fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails_on(backend: &Backend) {
+    let server = Server::start_on(backend);
     let token = server.token(2);
     let mut good = server.agent("host-good", &token, &[]);
     let mut bad = server.agent("host-bad", &token, &[]);

@@ -29,16 +29,108 @@ impl Drop for Proc {
     }
 }
 
+/// A store for the server under test.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// SQLite in the server's data directory.
+    Sqlite,
+    /// PostgreSQL at this URL (from `DATABASE_URL`), in a schema of the test's own.
+    Postgres(String),
+}
+
+/// The backends every end-to-end scenario runs on: SQLite always, PostgreSQL when
+/// `DATABASE_URL` is set (CI sets it); says so when it is skipped.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => all.push(Backend::Postgres(url)),
+        _ => println!("e2e: PostgreSQL SKIPPED: DATABASE_URL is not set (CI sets it)"),
+    }
+    all
+}
+
+/// A PostgreSQL schema for one test, dropped at the end.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn new(url: &str) -> PgSchema {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("rg_e2e_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        PgSchema { url: url.to_string(), name }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.name.clone());
+        // `Drop` cannot await: a thread with a runtime of its own drops the schema.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sqlx::Executor;
+                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                    let _ = pool.execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str()).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub proc: Option<Proc>,
+    /// Extra `rollgate server` arguments (database, shared package directory, key).
+    pub args: Vec<String>,
+    pub backend_name: &'static str,
+    _schema: Option<std::sync::Arc<PgSchema>>,
 }
 
 impl Server {
+    /// A server on SQLite.
     pub fn start() -> Server {
+        Server::start_on(&Backend::Sqlite)
+    }
+
+    /// A server on the given backend.
+    pub fn start_on(backend: &Backend) -> Server {
         let dir = tempfile::Builder::new().prefix("rollgate-e2e-").tempdir().unwrap();
-        let mut server = Server { dir, port: free_port(), proc: None };
+        let (args, schema, backend_name) = match backend {
+            Backend::Sqlite => (Vec::new(), None, "sqlite"),
+            Backend::Postgres(url) => {
+                let schema = std::sync::Arc::new(PgSchema::new(url));
+                let args = vec!["--database".to_string(), url.clone(), "--database-schema".to_string(), schema.name.clone()];
+                (args, Some(schema), "postgres")
+            }
+        };
+        println!("e2e: server on {backend_name}");
+        let mut server = Server { dir, port: free_port(), proc: None, args, backend_name, _schema: schema };
+        server.spawn();
+        server
+    }
+
+    /// One replica of a cluster: its own data directory and port, the cluster's database schema,
+    /// package directory and secret key.
+    pub fn replica(schema: &std::sync::Arc<PgSchema>, shared: &Path) -> Server {
+        let dir = tempfile::Builder::new().prefix("rollgate-replica-").tempdir().unwrap();
+        let args = vec![
+            "--database".to_string(),
+            schema.url.clone(),
+            "--database-schema".to_string(),
+            schema.name.clone(),
+            "--package-dir".to_string(),
+            shared.join("packages").display().to_string(),
+            "--secret-key-file".to_string(),
+            shared.join("secret.key").display().to_string(),
+        ];
+        let mut server = Server { dir, port: free_port(), proc: None, args, backend_name: "postgres", _schema: Some(schema.clone()) };
         server.spawn();
         server
     }
@@ -62,6 +154,7 @@ impl Server {
         let child = Command::new(EXE)
             .args(["server", "--tick-ms", "100", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
             .arg(self.data())
+            .args(&self.args)
             .env("ROLLGATE_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -111,6 +204,15 @@ impl Server {
         let state = self.dir.path().join("agents").join(name);
         std::fs::create_dir_all(&state).unwrap();
         let mut agent = Agent { state, name: name.to_string(), url: self.url(), ca: self.ca(), token: token.to_string(), labels: labels.iter().map(|s| s.to_string()).collect(), proc: None, extra: Vec::new() };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts an agent given its own list of server URLs (comma-separated, tried in order).
+    pub fn agent_via(&self, name: &str, token: &str, servers: &str) -> Agent {
+        let state = self.dir.path().join("agents").join(name);
+        std::fs::create_dir_all(&state).unwrap();
+        let mut agent = Agent { state, name: name.to_string(), url: servers.to_string(), ca: self.ca(), token: token.to_string(), labels: Vec::new(), proc: None, extra: Vec::new() };
         agent.spawn();
         agent
     }
