@@ -64,6 +64,9 @@ struct ServerArgs {
     /// How often the scheduler looks at every live set, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     tick_ms: u64,
+    /// Longest a poll is held open waiting for new work, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=600))]
+    long_poll_max_secs: u64,
     /// PostgreSQL URL for a cluster of servers (default: SQLite in the data directory).
     #[arg(long, env = "ROLLGATE_DATABASE", hide_env_values = true)]
     database: Option<String>,
@@ -148,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.offline_after_secs = a.offline_after;
             config.max_package_bytes = a.max_package_mib.saturating_mul(1024 * 1024);
             config.tick_ms = a.tick_ms;
+            config.long_poll_max_secs = a.long_poll_max_secs;
             config.database = a.database;
             config.database_schema = a.database_schema;
             config.package_dir = a.package_dir;

@@ -81,3 +81,42 @@ fn three_replicas_serve_one_fleet_while_one_dies_and_another_restarts() {
     assert!(took.iter().sum::<usize>() >= 1);
     drop(agents);
 }
+
+#[test]
+fn a_held_poll_on_one_replica_wakes_when_another_replica_releases_its_endpoint() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        println!("e2e cluster: SKIPPED: DATABASE_URL is not set (CI sets it)");
+        return;
+    };
+    let schema = Arc::new(PgSchema::new(&url));
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("secret.key"), format!("{}\n", "a5".repeat(32))).unwrap();
+    // Polls are held for two minutes: work can reach the agent sooner only if the replica
+    // holding its poll hears of the release made by the other one.
+    let start = |schema: &Arc<PgSchema>| {
+        let mut r = Server::replica(schema, shared.path());
+        r.args.extend(["--long-poll-max-secs".to_string(), "120".to_string()]);
+        r.kill();
+        r.spawn();
+        r
+    };
+    let leader = start(&schema);
+    wait_for("the first replica to take the scheduler lease", Duration::from_secs(30), || {
+        leader.log().contains("took the scheduler lease")
+    });
+    let follower = start(&schema);
+    let token = follower.token(1);
+    let mut agent = follower.agent_via("host-0", &token, &follower.url());
+    agent.extra = vec!["--poll-interval".into(), "120".into()];
+    agent.proc = None;
+    agent.spawn();
+    follower.wait_endpoints(1);
+    let pkg = sample_package(shared.path(), "1.0.0", 0.0, false);
+    leader.add_package(&pkg, "sample", "1.0.0", &[]);
+    // Let the agent settle into a held poll on the follower, which never runs the scheduler.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!follower.log().contains("took the scheduler lease"));
+    leader.json(&["sets", "create", "--name", "wake", "--product", "sample", "--version", "1.0.0"]);
+    let set = follower.wait_set("wake", Duration::from_secs(60));
+    assert_eq!(set["counts"]["succeeded"], 1, "{set:#}");
+}

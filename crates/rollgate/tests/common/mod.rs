@@ -260,7 +260,11 @@ impl Agent {
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.state.with_extension("log")).unwrap();
         let mut cmd = Command::new(EXE);
-        cmd.args(["agent", "--server", &self.url, "--enroll-token", &self.token, "--poll-interval", "1", "--hostname", &self.name])
+        cmd.args(["agent", "--server", &self.url, "--enroll-token", &self.token, "--hostname", &self.name]);
+        if !self.extra.iter().any(|a| a == "--poll-interval") {
+            cmd.args(["--poll-interval", "1"]);
+        }
+        cmd
             .arg("--ca")
             .arg(&self.ca)
             .arg("--state-dir")
