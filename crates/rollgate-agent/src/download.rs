@@ -84,14 +84,16 @@ pub async fn fetch_verified(
         if offset > 0 {
             tracing::info!("resuming the download of {sha256} at byte {offset} of {size}");
         }
-        let response = client.download(download_path, offset).await.map_err(|e| DownloadError::Transfer(e.to_string()))?;
+        let response =
+            client.download(download_path, offset).await.map_err(|e| DownloadError::Transfer(e.to_string()))?;
         let append = response.status() == StatusCode::PARTIAL_CONTENT;
         if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             // Our partial file is not a prefix the server knows; start over.
             tokio::fs::remove_file(&part).await?;
             return Err(DownloadError::Transfer("server refused the resume range; starting over".into()));
         }
-        let mut file = tokio::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&part).await?;
+        let mut file =
+            tokio::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&part).await?;
         let mut written = if append { offset } else { 0 };
         let mut stream = response.bytes_stream();
         loop {

@@ -128,10 +128,7 @@ pub struct UnpackLimits {
 
 impl Default for UnpackLimits {
     fn default() -> Self {
-        UnpackLimits {
-            max_unpacked_bytes: MAX_UNPACKED_BYTES,
-            max_entries: MAX_ARCHIVE_ENTRIES,
-        }
+        UnpackLimits { max_unpacked_bytes: MAX_UNPACKED_BYTES, max_entries: MAX_ARCHIVE_ENTRIES }
     }
 }
 
@@ -202,13 +199,7 @@ pub struct InstallFailure {
 
 impl InstallFailure {
     fn new(phase: Phase, reason: impl Into<String>) -> Self {
-        InstallFailure {
-            phase,
-            reason: reason.into(),
-            reverted: false,
-            previous_healthy: None,
-            previous_version: None,
-        }
+        InstallFailure { phase, reason: reason.into(), reverted: false, previous_healthy: None, previous_version: None }
     }
 
     fn unpack(reason: impl Into<String>) -> Self {
@@ -237,10 +228,7 @@ pub async fn install(req: &InstallRequest<'_>) -> Result<Installed, InstallFailu
     validate_name("version", req.version).map_err(InstallFailure::unpack)?;
     // Programs run with the version dir as cwd, so every path handed to them must be absolute.
     let products_dir = std::path::absolute(req.products_dir).map_err(|e| {
-        InstallFailure::unpack(format!(
-            "cannot resolve products dir {}: {e}",
-            req.products_dir.display()
-        ))
+        InstallFailure::unpack(format!("cannot resolve products dir {}: {e}", req.products_dir.display()))
     })?;
     tracing::info!(
         product = req.product,
@@ -274,10 +262,7 @@ pub async fn install(req: &InstallRequest<'_>) -> Result<Installed, InstallFailu
     result
 }
 
-async fn install_files(
-    req: &InstallRequest<'_>,
-    products_dir: &Path,
-) -> Result<Installed, InstallFailure> {
+async fn install_files(req: &InstallRequest<'_>, products_dir: &Path) -> Result<Installed, InstallFailure> {
     // The symlink, not the caller's idea of the version, is what the endpoint runs now.
     let previous = current_version(products_dir, req.product);
     if let (Some(prev), Some(from)) = (previous.as_deref(), req.from_version) {
@@ -291,42 +276,26 @@ async fn install_files(
         }
     }
     let from_version = req.from_version.or(previous.as_deref());
-    let version_dir = unpack_version_with_limits(
-        products_dir,
-        req.product,
-        req.version,
-        req.archive,
-        UnpackLimits::default(),
-    )
-    .await?;
+    let version_dir =
+        unpack_version_with_limits(products_dir, req.product, req.version, req.archive, UnpackLimits::default())
+            .await?;
 
     // Checked before switching: a health program that cannot run must not cost a switch.
     let health = optional_program(&version_dir, FILES_HEALTH_PROGRAM)
         .map_err(|reason| InstallFailure::new(Phase::Health, reason))?;
 
-    switch_current(products_dir, req.product, Some(req.version)).map_err(|e| {
-        InstallFailure::new(Phase::Install, format!("could not switch `current`: {e}"))
-    })?;
+    switch_current(products_dir, req.product, Some(req.version))
+        .map_err(|e| InstallFailure::new(Phase::Install, format!("could not switch `current`: {e}")))?;
 
     let Some(health) = health else {
-        return Ok(Installed {
-            version_dir,
-            previous_version: previous,
-        });
+        return Ok(Installed { version_dir, previous_version: previous });
     };
     let env = child_env(req, req.version, from_version, &version_dir);
-    let Err(health_reason) = run_program(&health, &version_dir, &env, req.step_timeout).await
-    else {
-        return Ok(Installed {
-            version_dir,
-            previous_version: previous,
-        });
+    let Err(health_reason) = run_program(&health, &version_dir, &env, req.step_timeout).await else {
+        return Ok(Installed { version_dir, previous_version: previous });
     };
 
-    let health_reason = format!(
-        "`{FILES_HEALTH_PROGRAM}` of {}: {health_reason}",
-        req.version
-    );
+    let health_reason = format!("`{FILES_HEALTH_PROGRAM}` of {}: {health_reason}", req.version);
     if let Err(e) = switch_current(products_dir, req.product, previous.as_deref()) {
         return Err(InstallFailure {
             phase: Phase::Rollback,
@@ -348,45 +317,25 @@ async fn install_files(
         previous_version: previous.clone(),
     };
     match previous.as_deref() {
-        None => failure
-            .reason
-            .push_str("; removed `current` (no previous version)"),
+        None => failure.reason.push_str("; removed `current` (no previous version)"),
         Some(prev) => {
             let prev_dir = version_path(products_dir, req.product, prev);
             let env = child_env(req, prev, Some(req.version), &prev_dir);
-            check_previous(
-                &mut failure,
-                prev,
-                &prev_dir,
-                FILES_HEALTH_PROGRAM,
-                &env,
-                req,
-            )
-            .await;
+            check_previous(&mut failure, prev, &prev_dir, FILES_HEALTH_PROGRAM, &env, req).await;
         }
     }
     Err(failure)
 }
 
-async fn install_script(
-    req: &InstallRequest<'_>,
-    products_dir: &Path,
-) -> Result<Installed, InstallFailure> {
-    let version_dir = unpack_version_with_limits(
-        products_dir,
-        req.product,
-        req.version,
-        req.archive,
-        UnpackLimits::default(),
-    )
-    .await?;
+async fn install_script(req: &InstallRequest<'_>, products_dir: &Path) -> Result<Installed, InstallFailure> {
+    let version_dir =
+        unpack_version_with_limits(products_dir, req.product, req.version, req.archive, UnpackLimits::default())
+            .await?;
 
     // All three programs are looked up before anything runs, so a broken package is refused
     // before it changes the endpoint.
-    let lookup = |name: &str| {
-        optional_program(&version_dir, name)
-            .map_err(|reason| InstallFailure::new(Phase::Install, reason))
-    };
+    let lookup =
+        |name: &str| optional_program(&version_dir, name).map_err(|reason| InstallFailure::new(Phase::Install, reason));
     let install = lookup(SCRIPT_INSTALL_PROGRAM)?.ok_or_else(|| {
         InstallFailure::new(
             Phase::Install,
@@ -400,23 +349,15 @@ async fn install_script(
     let rollback = lookup(SCRIPT_ROLLBACK_PROGRAM)?;
 
     let env = child_env(req, req.version, req.from_version, &version_dir);
-    let installed = Installed {
-        version_dir: version_dir.clone(),
-        previous_version: req.from_version.map(str::to_owned),
-    };
+    let installed =
+        Installed { version_dir: version_dir.clone(), previous_version: req.from_version.map(str::to_owned) };
     let (phase, reason) = match run_program(&install, &version_dir, &env, req.step_timeout).await {
-        Err(reason) => (
-            Phase::Install,
-            format!("`{SCRIPT_INSTALL_PROGRAM}`: {reason}"),
-        ),
+        Err(reason) => (Phase::Install, format!("`{SCRIPT_INSTALL_PROGRAM}`: {reason}")),
         Ok(()) => match &health {
             None => return Ok(installed),
             Some(health) => match run_program(health, &version_dir, &env, req.step_timeout).await {
                 Ok(()) => return Ok(installed),
-                Err(reason) => (
-                    Phase::Health,
-                    format!("`{SCRIPT_HEALTH_PROGRAM}`: {reason}"),
-                ),
+                Err(reason) => (Phase::Health, format!("`{SCRIPT_HEALTH_PROGRAM}`: {reason}")),
             },
         },
     };
@@ -424,18 +365,13 @@ async fn install_script(
     let Some(rollback) = rollback else {
         return Err(InstallFailure::new(
             phase,
-            format!(
-                "{reason}; not reverted: the package has no `{SCRIPT_ROLLBACK_PROGRAM}` program"
-            ),
+            format!("{reason}; not reverted: the package has no `{SCRIPT_ROLLBACK_PROGRAM}` program"),
         ));
     };
-    if let Err(rollback_reason) = run_program(&rollback, &version_dir, &env, req.step_timeout).await
-    {
+    if let Err(rollback_reason) = run_program(&rollback, &version_dir, &env, req.step_timeout).await {
         return Err(InstallFailure::new(
             Phase::Rollback,
-            format!(
-                "`{SCRIPT_ROLLBACK_PROGRAM}`: {rollback_reason}; after {phase} failed: {reason}"
-            ),
+            format!("`{SCRIPT_ROLLBACK_PROGRAM}`: {rollback_reason}; after {phase} failed: {reason}"),
         ));
     }
 
@@ -449,15 +385,7 @@ async fn install_script(
     if let Some(prev) = req.from_version {
         let prev_dir = version_path(products_dir, req.product, prev);
         let env = child_env(req, prev, Some(req.version), &prev_dir);
-        check_previous(
-            &mut failure,
-            prev,
-            &prev_dir,
-            SCRIPT_HEALTH_PROGRAM,
-            &env,
-            req,
-        )
-        .await;
+        check_previous(&mut failure, prev, &prev_dir, SCRIPT_HEALTH_PROGRAM, &env, req).await;
     }
     Err(failure)
 }
@@ -474,31 +402,23 @@ async fn check_previous(
     let health = match optional_program(prev_dir, program) {
         Ok(Some(health)) => health,
         Ok(None) => {
-            failure
-                .reason
-                .push_str(&format!("; reverted to {prev} (it has no health check)"));
+            failure.reason.push_str(&format!("; reverted to {prev} (it has no health check)"));
             return;
         }
         Err(reason) => {
             failure.previous_healthy = Some(false);
-            failure.reason.push_str(&format!(
-                "; reverted to {prev}, which is unhealthy: {reason}"
-            ));
+            failure.reason.push_str(&format!("; reverted to {prev}, which is unhealthy: {reason}"));
             return;
         }
     };
     match run_program(&health, prev_dir, env, req.step_timeout).await {
         Ok(()) => {
             failure.previous_healthy = Some(true);
-            failure
-                .reason
-                .push_str(&format!("; reverted to {prev}, which is healthy"));
+            failure.reason.push_str(&format!("; reverted to {prev}, which is healthy"));
         }
         Err(reason) => {
             failure.previous_healthy = Some(false);
-            failure.reason.push_str(&format!(
-                "; reverted to {prev}, which is unhealthy: `{program}`: {reason}"
-            ));
+            failure.reason.push_str(&format!("; reverted to {prev}, which is unhealthy: `{program}`: {reason}"));
         }
     }
 }
@@ -514,14 +434,8 @@ fn child_env(
     let mut env = req.env.to_vec();
     env.push(("ROLLGATE_PRODUCT".into(), req.product.into()));
     env.push(("ROLLGATE_VERSION".into(), version.into()));
-    env.push((
-        "ROLLGATE_FROM_VERSION".into(),
-        from_version.unwrap_or("").into(),
-    ));
-    env.push((
-        "ROLLGATE_VERSION_DIR".into(),
-        version_dir.to_string_lossy().into_owned(),
-    ));
+    env.push(("ROLLGATE_FROM_VERSION".into(), from_version.unwrap_or("").into()));
+    env.push(("ROLLGATE_VERSION_DIR".into(), version_dir.to_string_lossy().into_owned()));
     env
 }
 
@@ -535,14 +449,7 @@ pub async fn unpack_version(
     version: &str,
     archive: &Path,
 ) -> Result<PathBuf, InstallFailure> {
-    unpack_version_with_limits(
-        products_dir,
-        product,
-        version,
-        archive,
-        UnpackLimits::default(),
-    )
-    .await
+    unpack_version_with_limits(products_dir, product, version, archive, UnpackLimits::default()).await
 }
 
 /// Unpacks `archive` (tar, tar.gz or tar.zst, told apart by magic bytes) into
@@ -563,21 +470,15 @@ pub async fn unpack_version_with_limits(
 ) -> Result<PathBuf, InstallFailure> {
     validate_name("product", product).map_err(InstallFailure::unpack)?;
     validate_name("version", version).map_err(InstallFailure::unpack)?;
-    let products_dir = std::path::absolute(products_dir).map_err(|e| {
-        InstallFailure::unpack(format!(
-            "cannot resolve products dir {}: {e}",
-            products_dir.display()
-        ))
-    })?;
+    let products_dir = std::path::absolute(products_dir)
+        .map_err(|e| InstallFailure::unpack(format!("cannot resolve products dir {}: {e}", products_dir.display())))?;
     let product = product.to_owned();
     let version = version.to_owned();
     let archive = archive.to_owned();
-    tokio::task::spawn_blocking(move || {
-        unpack_blocking(&products_dir, &product, &version, &archive, limits)
-    })
-    .await
-    .map_err(|e| InstallFailure::unpack(format!("unpack task failed: {e}")))?
-    .map_err(InstallFailure::unpack)
+    tokio::task::spawn_blocking(move || unpack_blocking(&products_dir, &product, &version, &archive, limits))
+        .await
+        .map_err(|e| InstallFailure::unpack(format!("unpack task failed: {e}")))?
+        .map_err(InstallFailure::unpack)
 }
 
 fn unpack_blocking(
@@ -620,14 +521,12 @@ fn unpack_blocking(
         // or the new tree, never a partly deleted one.
         let old = staging_old.join(version);
         remove_path(&old).map_err(|e| format!("cannot clear {}: {e}", old.display()))?;
-        fs::rename(&dest, &old)
-            .map_err(|e| format!("cannot move aside the earlier {}: {e}", dest.display()))?;
+        fs::rename(&dest, &old).map_err(|e| format!("cannot move aside the earlier {}: {e}", dest.display()))?;
         if let Err(e) = remove_path(&old) {
             tracing::warn!(dir = %old.display(), error = %e, "could not remove replaced version");
         }
     }
-    fs::rename(&staging, &dest)
-        .map_err(|e| format!("cannot move {} into place: {e}", staging.display()))?;
+    fs::rename(&staging, &dest).map_err(|e| format!("cannot move {} into place: {e}", staging.display()))?;
     sync_dir(&versions_dir).map_err(|e| format!("cannot sync {}: {e}", versions_dir.display()))?;
     Ok(dest)
 }
@@ -654,8 +553,7 @@ fn detect_compression(magic: &[u8]) -> Compression {
 fn extract(archive: &Path, dest: &Path, limits: UnpackLimits) -> Result<(), String> {
     use tar::EntryType as T;
 
-    let mut file =
-        File::open(archive).map_err(|e| format!("cannot open {}: {e}", archive.display()))?;
+    let mut file = File::open(archive).map_err(|e| format!("cannot open {}: {e}", archive.display()))?;
     let mut magic = [0u8; 4];
     let mut filled = 0;
     while filled < magic.len() {
@@ -666,14 +564,12 @@ fn extract(archive: &Path, dest: &Path, limits: UnpackLimits) -> Result<(), Stri
             Err(e) => return Err(format!("cannot read {}: {e}", archive.display())),
         }
     }
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
     let reader: Box<dyn Read> = match detect_compression(&magic[..filled]) {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file))),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(file)
-                .map_err(|e| format!("cannot start zstd decoder: {e}"))?,
-        ),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| format!("cannot start zstd decoder: {e}"))?)
+        }
         Compression::None => Box::new(io::BufReader::new(file)),
     };
 
@@ -685,22 +581,14 @@ fn extract(archive: &Path, dest: &Path, limits: UnpackLimits) -> Result<(), Stri
 
     let mut entries_seen: u64 = 0;
     let mut bytes_declared: u64 = 0;
-    let entries = tar
-        .entries()
-        .map_err(|e| format!("cannot read archive: {e}"))?;
+    let entries = tar.entries().map_err(|e| format!("cannot read archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("cannot read archive entry: {e}"))?;
         entries_seen += 1;
         if entries_seen > limits.max_entries {
-            return Err(format!(
-                "archive has more than {} entries; refusing it",
-                limits.max_entries
-            ));
+            return Err(format!("archive has more than {} entries; refusing it", limits.max_entries));
         }
-        let path = entry
-            .path()
-            .map_err(|e| format!("archive entry has an invalid path: {e}"))?
-            .into_owned();
+        let path = entry.path().map_err(|e| format!("archive entry has an invalid path: {e}"))?.into_owned();
         let shown = path.display().to_string();
         check_entry_path(&path).map_err(|why| format!("refusing entry `{shown}`: {why}"))?;
 
@@ -719,35 +607,24 @@ fn extract(archive: &Path, dest: &Path, limits: UnpackLimits) -> Result<(), Stri
                     // Hard link targets are named from the archive root, not the link's dir.
                     check_entry_path(&target)
                 };
-                lexical.map_err(|why| {
-                    format!("refusing link `{shown}` -> `{}`: {why}", target.display())
-                })?;
+                lexical.map_err(|why| format!("refusing link `{shown}` -> `{}`: {why}", target.display()))?;
             }
             // Metadata-only entries that tar applies to the entries after them.
             T::XGlobalHeader => continue,
             other => {
-                return Err(format!(
-                    "refusing entry `{shown}`: unsupported entry type {other:?}"
-                ));
+                return Err(format!("refusing entry `{shown}`: unsupported entry type {other:?}"));
             }
         }
 
         bytes_declared = bytes_declared.saturating_add(entry.size());
         if bytes_declared > limits.max_unpacked_bytes {
-            return Err(format!(
-                "archive unpacks to more than {} bytes; refusing it",
-                limits.max_unpacked_bytes
-            ));
+            return Err(format!("archive unpacks to more than {} bytes; refusing it", limits.max_unpacked_bytes));
         }
         // `unpack_in` silently skips (returns false) entries with `..`; those were refused above,
         // so a false here is unexpected and is treated as a refusal too.
-        let written = entry
-            .unpack_in(dest)
-            .map_err(|e| format!("cannot unpack `{shown}`: {e}"))?;
+        let written = entry.unpack_in(dest).map_err(|e| format!("cannot unpack `{shown}`: {e}"))?;
         if !written {
-            return Err(format!(
-                "refusing entry `{shown}`: it would land outside the package"
-            ));
+            return Err(format!("refusing entry `{shown}`: it would land outside the package"));
         }
     }
     Ok(())
@@ -769,21 +646,13 @@ fn check_entry_path(path: &Path) -> Result<(), &'static str> {
 /// Refuses symlink targets that are absolute or climb above the archive root, judged by the
 /// names alone. Chains through other symlinks are checked on disk by [`seal`].
 fn check_symlink_target(link: &Path, target: &Path) -> Result<(), &'static str> {
-    let mut depth: usize = link
-        .parent()
-        .map(|p| {
-            p.components()
-                .filter(|c| matches!(c, Component::Normal(_)))
-                .count()
-        })
-        .unwrap_or(0);
+    let mut depth: usize =
+        link.parent().map(|p| p.components().filter(|c| matches!(c, Component::Normal(_))).count()).unwrap_or(0);
     for component in target.components() {
         match component {
             Component::Prefix(_) | Component::RootDir => return Err("absolute link target"),
             Component::ParentDir => {
-                depth = depth
-                    .checked_sub(1)
-                    .ok_or("link target points outside the package")?;
+                depth = depth.checked_sub(1).ok_or("link target points outside the package")?;
             }
             Component::Normal(_) => depth += 1,
             Component::CurDir => {}
@@ -797,39 +666,23 @@ fn check_symlink_target(link: &Path, target: &Path) -> Result<(), &'static str> 
 /// `a/a/b -> ../..`), and every file and directory is synced, so that a power cut after
 /// `current` is switched cannot leave empty files behind.
 fn seal(root: &Path) -> Result<(), String> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
+    let root = root.canonicalize().map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
     let mut dirs = vec![root.clone()];
     while let Some(dir) = dirs.pop() {
-        let entries =
-            fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let entries = fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
             let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-            let shown = || {
-                path.strip_prefix(&root)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string()
-            };
+            let kind = entry.file_type().map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+            let shown = || path.strip_prefix(&root).unwrap_or(&path).display().to_string();
             if kind.is_symlink() {
                 match resolve_symlink(&root, &path, 0) {
                     Ok(Some(_)) => {}
                     Ok(None) => {
-                        return Err(format!(
-                            "refusing link `{}`: it resolves outside the package",
-                            shown()
-                        ));
+                        return Err(format!("refusing link `{}`: it resolves outside the package", shown()));
                     }
                     Err(e) => {
-                        return Err(format!(
-                            "refusing link `{}`: cannot resolve it: {e}",
-                            shown()
-                        ));
+                        return Err(format!("refusing link `{}`: cannot resolve it: {e}", shown()));
                     }
                 }
             } else if kind.is_dir() {
@@ -867,12 +720,10 @@ fn resolve_symlink(root: &Path, link: &Path, depth: u32) -> io::Result<Option<Pa
                 cur.push(name);
                 if !missing {
                     match fs::symlink_metadata(&cur) {
-                        Ok(meta) if meta.file_type().is_symlink() => {
-                            match resolve_symlink(root, &cur, depth + 1)? {
-                                Some(resolved) => cur = resolved,
-                                None => return Ok(None),
-                            }
-                        }
+                        Ok(meta) if meta.file_type().is_symlink() => match resolve_symlink(root, &cur, depth + 1)? {
+                            Some(resolved) => cur = resolved,
+                            None => return Ok(None),
+                        },
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => missing = true,
                         Err(e) => return Err(e),
@@ -898,9 +749,8 @@ fn resolve_symlink(root: &Path, link: &Path, depth: u32) -> io::Result<Option<Pa
 /// if the version directory does not exist. The directory is synced so the switch survives a
 /// power cut.
 pub fn switch_current(products_dir: &Path, product: &str, version: Option<&str>) -> io::Result<()> {
-    let invalid = |what, name: &str| {
-        validate_name(what, name).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))
-    };
+    let invalid =
+        |what, name: &str| validate_name(what, name).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why));
     invalid("product", product)?;
     let product_dir = products_dir.join(product);
     let current = product_dir.join(CURRENT_LINK);
@@ -917,10 +767,7 @@ pub fn switch_current(products_dir: &Path, product: &str, version: Option<&str>)
     if !product_dir.join(&relative).is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!(
-                "{} is not an unpacked version",
-                product_dir.join(&relative).display()
-            ),
+            format!("{} is not an unpacked version", product_dir.join(&relative).display()),
         ));
     }
     let temp = product_dir.join(format!(
@@ -1019,10 +866,9 @@ fn optional_program(dir: &Path, name: &str) -> Result<Option<PathBuf>, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot inspect `{name}`: {e}")),
         Ok(meta) if !meta.is_file() => Err(format!("`{name}` is not a regular file")),
-        Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Err(format!(
-            "`{name}` is not executable (mode {:o})",
-            meta.permissions().mode() & 0o7777
-        )),
+        Ok(meta) if meta.permissions().mode() & 0o111 == 0 => {
+            Err(format!("`{name}` is not executable (mode {:o})", meta.permissions().mode() & 0o7777))
+        }
         Ok(_) => Ok(Some(path)),
     }
 }
@@ -1030,12 +876,7 @@ fn optional_program(dir: &Path, name: &str) -> Result<Option<PathBuf>, String> {
 /// Runs one package program to completion with `cwd` as working directory and a time limit.
 /// On timeout the program's whole process group is killed. Returns why it failed, including
 /// the tail of its output.
-async fn run_program(
-    program: &Path,
-    cwd: &Path,
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Result<(), String> {
+async fn run_program(program: &Path, cwd: &Path, env: &[(String, String)], timeout: Duration) -> Result<(), String> {
     let mut command = Command::new(program);
     command
         .current_dir(cwd)
@@ -1047,9 +888,7 @@ async fn run_program(
         .process_group(0)
         .kill_on_drop(true);
     tracing::debug!(program = %program.display(), timeout_secs = timeout.as_secs_f64(), "running package program");
-    let mut child = spawn(&mut command)
-        .await
-        .map_err(|e| format!("could not start: {e}"))?;
+    let mut child = spawn(&mut command).await.map_err(|e| format!("could not start: {e}"))?;
     let pid = child.id();
 
     let tail = Arc::new(Mutex::new(Vec::with_capacity(OUTPUT_TAIL_BYTES)));
@@ -1097,9 +936,7 @@ async fn run_program(
     if output.is_empty() {
         Err(why)
     } else {
-        Err(format!(
-            "{why}; output: {output}"
-        ))
+        Err(format!("{why}; output: {output}"))
     }
 }
 
@@ -1185,18 +1022,14 @@ mod tests {
     #[test]
     fn compression_is_told_by_magic_bytes() {
         assert_eq!(detect_compression(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
-        assert_eq!(
-            detect_compression(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
+        assert_eq!(detect_compression(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
         assert_eq!(detect_compression(b"ustar"), Compression::None);
         assert_eq!(detect_compression(&[]), Compression::None);
     }
 
     #[test]
     fn symlink_targets_are_judged_from_the_links_directory() {
-        let ok =
-            |link: &str, target: &str| check_symlink_target(Path::new(link), Path::new(target));
+        let ok = |link: &str, target: &str| check_symlink_target(Path::new(link), Path::new(target));
         assert!(ok("a/b/link", "../c").is_ok());
         assert!(ok("a/b/link", "../../c").is_ok());
         assert!(ok("a/b/link", "../../../c").is_err());

@@ -93,7 +93,8 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
         // version is the one in place before deciding what to do next.
         job.in_attempt = false;
         restore_previous(agent, &job)?;
-        let failure = AttemptFailure { phase: "install", reason: "the agent stopped during the attempt".into(), reverted: true };
+        let failure =
+            AttemptFailure { phase: "install", reason: "the agent stopped during the attempt".into(), reverted: true };
         let attempt = job.attempts.max(1);
         if give_up_or_wait(agent, &mut job, &policy, attempt, failure).await? {
             return Ok(());
@@ -162,7 +163,10 @@ async fn give_up_or_wait(
     job.reverted_any |= failure.reverted;
     match policy.after_failure(attempt) {
         AfterFailure::RetryAfter { secs } => {
-            outbox::push(&agent.state, report(job, attempt, ReportKind::AttemptFailed, Some(failure.phase), Some(failure.reason)))?;
+            outbox::push(
+                &agent.state,
+                report(job, attempt, ReportKind::AttemptFailed, Some(failure.phase), Some(failure.reason)),
+            )?;
             agent.state.write_json("job.json", &*job)?;
             let _ = outbox::flush(&agent.state, &agent.client).await;
             tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -171,9 +175,15 @@ async fn give_up_or_wait(
         AfterFailure::GiveUp => {
             let previous = job.from_version.as_deref().unwrap_or("nothing");
             let (kind, summary) = if job.reverted_any {
-                (ReportKind::RolledBack, format!("rolled back to {previous} after {attempt} attempt(s); last: {}", failure.reason))
+                (
+                    ReportKind::RolledBack,
+                    format!("rolled back to {previous} after {attempt} attempt(s); last: {}", failure.reason),
+                )
             } else {
-                (ReportKind::Failed, format!("gave up after {attempt} attempt(s), {previous} left in place; last: {}", failure.reason))
+                (
+                    ReportKind::Failed,
+                    format!("gave up after {attempt} attempt(s), {previous} left in place; last: {}", failure.reason),
+                )
             };
             outbox::push(&agent.state, report(job, attempt, kind, Some(failure.phase), Some(summary)))?;
             finish(agent, job)?;
@@ -210,7 +220,9 @@ async fn fetch_with_retries(agent: &Agent, job: &Job) -> Result<std::path::PathB
     let mut wait = Duration::from_secs(1);
     let mut tries = 0;
     loop {
-        match download::fetch_verified(&agent.client, &agent.state.downloads(), &a.download_path, &a.sha256, a.size).await {
+        match download::fetch_verified(&agent.client, &agent.state.downloads(), &a.download_path, &a.sha256, a.size)
+            .await
+        {
             Err(DownloadError::Transfer(why)) if tries < TRANSFER_RETRIES => {
                 tries += 1;
                 tracing::warn!("download failed ({why}); resuming in {} s", wait.as_secs());
@@ -224,22 +236,18 @@ async fn fetch_with_retries(agent: &Agent, job: &Job) -> Result<std::path::PathB
 
 async fn attempt_once(agent: &Agent, job: &Job, attempt: u32) -> Result<(), AttemptFailure> {
     let a = &job.assignment;
-    let archive = fetch_with_retries(agent, job)
-        .await
-        .map_err(|e| {
-            let phase = match e {
-                DownloadError::HashMismatch { .. } | DownloadError::TooLong { .. } => "verify",
-                _ => "download",
-            };
-            AttemptFailure { phase, reason: e.to_string(), reverted: false }
-        })?;
+    let archive = fetch_with_retries(agent, job).await.map_err(|e| {
+        let phase = match e {
+            DownloadError::HashMismatch { .. } | DownloadError::TooLong { .. } => "verify",
+            _ => "download",
+        };
+        AttemptFailure { phase, reason: e.to_string(), reverted: false }
+    })?;
     if a.product == AGENT_PRODUCT {
         return self_upgrade::hand_over(agent, job, attempt, &archive).await;
     }
-    let module: Module = a
-        .module
-        .parse()
-        .map_err(|e| AttemptFailure { phase: "install", reason: format!("{e}"), reverted: false })?;
+    let module: Module =
+        a.module.parse().map_err(|e| AttemptFailure { phase: "install", reason: format!("{e}"), reverted: false })?;
     let env = agent.child_env();
     let request = InstallRequest {
         products_dir: &agent.state.products(),

@@ -61,7 +61,11 @@ pub struct Agent {
 }
 
 fn machine_hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn os_description() -> String {
@@ -79,7 +83,8 @@ impl Agent {
             ("ROLLGATE_STATE_DIR".to_string(), self.state.root().display().to_string()),
         ];
         for (k, v) in &self.config.labels {
-            let key: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+            let key: String =
+                k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
             env.push((format!("ROLLGATE_LABEL_{key}"), v.clone()));
         }
         env
@@ -130,9 +135,13 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
         enroll(&config, &state).await?;
     }
     let endpoint_id = std::fs::read_to_string(&id_file).context("while reading the endpoint id")?.trim().to_string();
-    let read = |name: &str| std::fs::read_to_string(state.identity(name)).with_context(|| format!("while reading identity/{name}"));
+    let read = |name: &str| {
+        std::fs::read_to_string(state.identity(name)).with_context(|| format!("while reading identity/{name}"))
+    };
     let ca = match &config.ca_file {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("while reading --ca {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("while reading --ca {}", path.display()))?
+        }
         None => read("ca.pem")?,
     };
     let client = Client::with_identity(config.servers.clone(), &ca, &read("cert.pem")?, &read("key.pem")?)?;
@@ -142,7 +151,10 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
 
 async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
     let Some(token) = &config.enroll_token else {
-        bail!("this agent has no identity in {} yet: pass --enroll-token TOKEN (and --ca FILE) once", state.root().display());
+        bail!(
+            "this agent has no identity in {} yet: pass --enroll-token TOKEN (and --ca FILE) once",
+            state.root().display()
+        );
     };
     let Some(ca_file) = &config.ca_file else {
         bail!("enrollment needs the server's CA certificate: pass --ca FILE");
@@ -151,7 +163,8 @@ async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
     let hostname = config.hostname.clone().unwrap_or_else(machine_hostname);
     let (key_pem, csr_pem) = rollgate_pki::new_client_key_and_csr(&hostname)?;
     let client = Client::anonymous(config.servers.clone(), &ca)?;
-    let request = EnrollRequest { token: token.clone(), csr_pem, hostname, os: os_description(), labels: config.labels.clone() };
+    let request =
+        EnrollRequest { token: token.clone(), csr_pem, hostname, os: os_description(), labels: config.labels.clone() };
     let response = client.enroll(&request).await.map_err(|e| match e {
         ApiFailure::Refused { message, .. } => anyhow::anyhow!("enrollment refused: {message}"),
         other => anyhow::anyhow!("enrollment failed: {other}"),
@@ -187,7 +200,12 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 }
 
 /// One round: report what changed, continue or pick up work, or wait for some.
-async fn cycle(agent: &Agent, reported: &mut Option<Inventory>, etag: &mut Option<String>, trial_checked: &mut bool) -> anyhow::Result<()> {
+async fn cycle(
+    agent: &Agent,
+    reported: &mut Option<Inventory>,
+    etag: &mut Option<String>,
+    trial_checked: &mut bool,
+) -> anyhow::Result<()> {
     let inventory = agent.inventory()?;
     if reported.as_ref() != Some(&inventory) {
         agent.client.inventory(&inventory).await?;

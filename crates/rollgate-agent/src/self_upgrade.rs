@@ -34,7 +34,8 @@ fn failure(phase: &'static str, reason: String, reverted: bool) -> AttemptFailur
 pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -> Result<(), AttemptFailure> {
     let a = &job.assignment;
     let products = agent.state.products();
-    let dir = install::unpack_version(&products, AGENT_PRODUCT, &a.version, archive).await.map_err(AttemptFailure::from)?;
+    let dir =
+        install::unpack_version(&products, AGENT_PRODUCT, &a.version, archive).await.map_err(AttemptFailure::from)?;
     let new_exe = dir.join("rollgate");
     if !new_exe.is_file() {
         return Err(failure("unpack", "the package has no `rollgate` executable at its root".into(), false));
@@ -69,7 +70,12 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
     };
     let grace = Duration::from_secs(agent.config.self_upgrade_grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
-    tracing::info!(pid = child.id(), "started the new agent {}; waiting up to {} s for it to check in", a.version, grace.as_secs());
+    tracing::info!(
+        pid = child.id(),
+        "started the new agent {}; waiting up to {} s for it to check in",
+        a.version,
+        grace.as_secs()
+    );
     loop {
         if let Ok(Some(t)) = agent.state.read_json::<SelfUpgrade>(FILE) {
             if t.confirmed {

@@ -33,7 +33,8 @@ impl StateDir {
     /// Creates the directory tree if needed.
     pub fn open(root: &Path) -> anyhow::Result<StateDir> {
         for sub in ["identity", "downloads", "products"] {
-            fs::create_dir_all(root.join(sub)).with_context(|| format!("while creating {}", root.join(sub).display()))?;
+            fs::create_dir_all(root.join(sub))
+                .with_context(|| format!("while creating {}", root.join(sub).display()))?;
         }
         let root = root.canonicalize().with_context(|| format!("while resolving {}", root.display()))?;
         Ok(StateDir { root })
@@ -68,7 +69,9 @@ impl StateDir {
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> anyhow::Result<Option<T>> {
         let path = self.file(name);
         match fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("while parsing {}", path.display()))?)),
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("while parsing {}", path.display()))?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("while reading {}", path.display())),
         }

@@ -141,7 +141,9 @@ impl Member {
                 }
                 self.attempts = attempt;
             }
-            (Succeeded | Failed | RolledBack, MemberEvent::AttemptStarted { attempt, .. }) if attempt <= self.attempts => {
+            (Succeeded | Failed | RolledBack, MemberEvent::AttemptStarted { attempt, .. })
+                if attempt <= self.attempts =>
+            {
                 return Ok(Applied::Unchanged);
             }
             (state, MemberEvent::AttemptStarted { .. }) => return Err(MemberError::NoSlot(state)),
@@ -150,11 +152,15 @@ impl Member {
             (InProgress, MemberEvent::Heartbeat { attempt }) if attempt > self.attempts || attempt == 0 => {
                 return Err(MemberError::AttemptNotStarted { got: attempt, started: self.attempts });
             }
-            (InProgress | Succeeded | Failed | RolledBack, MemberEvent::Heartbeat { attempt }) if attempt <= self.attempts => {
+            (InProgress | Succeeded | Failed | RolledBack, MemberEvent::Heartbeat { attempt })
+                if attempt <= self.attempts =>
+            {
                 return Ok(Applied::Unchanged);
             }
             (state, MemberEvent::Heartbeat { .. }) => return Err(MemberError::NoSlot(state)),
-            (InProgress | TimedOut, MemberEvent::AttemptFailed { attempt, .. }) if attempt > self.attempts || attempt == 0 => {
+            (InProgress | TimedOut, MemberEvent::AttemptFailed { attempt, .. })
+                if attempt > self.attempts || attempt == 0 =>
+            {
                 // Only a started attempt can fail.
                 return Err(MemberError::AttemptNotStarted { got: attempt, started: self.attempts });
             }
@@ -186,10 +192,12 @@ impl Member {
                     // It never started: nothing changed on the endpoint, so it may go again later.
                     self.state = Pending;
                     self.deferrals += 1;
-                    self.reason = Some(format!("released but silent for {silent_secs} s; will be released again later"));
+                    self.reason =
+                        Some(format!("released but silent for {silent_secs} s; will be released again later"));
                 } else {
                     self.state = TimedOut;
-                    self.reason = Some(format!("no report for {silent_secs} s during attempt {}; slot freed", self.attempts));
+                    self.reason =
+                        Some(format!("no report for {silent_secs} s during attempt {}; slot freed", self.attempts));
                 }
             }
             (state, MemberEvent::Release) => return Err(MemberError::Illegal { state, event: "release" }),
@@ -411,7 +419,10 @@ mod tests {
             m.apply(AttemptStarted { attempt: 2, max_attempts: 3 }),
             Err(MemberError::AttemptOutOfOrder { got: 2, expected: 1, max_attempts: 3 })
         );
-        assert_eq!(m.apply(AttemptFailed { attempt: 1, reason: "x".into() }), Err(MemberError::AttemptNotStarted { got: 1, started: 0 }));
+        assert_eq!(
+            m.apply(AttemptFailed { attempt: 1, reason: "x".into() }),
+            Err(MemberError::AttemptNotStarted { got: 1, started: 0 })
+        );
         assert_eq!(m.apply(Heartbeat { attempt: 1 }), Err(MemberError::AttemptNotStarted { got: 1, started: 0 }));
         m.apply(AttemptStarted { attempt: 1, max_attempts: 1 }).unwrap();
         assert_eq!(

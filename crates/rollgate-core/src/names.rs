@@ -10,7 +10,9 @@ pub fn validate(kind: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("bad {kind} name `{name}`: use 1 to 64 letters, digits, `-`, `_`, `.`, starting with a letter or digit"))
+        Err(format!(
+            "bad {kind} name `{name}`: use 1 to 64 letters, digits, `-`, `_`, `.`, starting with a letter or digit"
+        ))
     }
 }
 
@@ -24,7 +26,9 @@ mod tests {
         for bad in ["", "../x", ".hidden", "-x", "a b", "a/b", &"x".repeat(65)] {
             assert!(super::validate("product", bad).is_err(), "{bad}");
         }
-        expect_test::expect!["bad set name `a/b`: use 1 to 64 letters, digits, `-`, `_`, `.`, starting with a letter or digit"]
-            .assert_eq(&super::validate("set", "a/b").unwrap_err());
+        expect_test::expect![
+            "bad set name `a/b`: use 1 to 64 letters, digits, `-`, `_`, `.`, starting with a letter or digit"
+        ]
+        .assert_eq(&super::validate("set", "a/b").unwrap_err());
     }
 }

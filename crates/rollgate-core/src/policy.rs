@@ -31,10 +31,7 @@ impl AttemptPolicy {
             return AfterFailure::GiveUp;
         }
         let doublings = failed_attempts.saturating_sub(1).min(32);
-        let secs = self
-            .backoff_initial_secs
-            .saturating_mul(1u64 << doublings)
-            .min(self.backoff_max_secs);
+        let secs = self.backoff_initial_secs.saturating_mul(1u64 << doublings).min(self.backoff_max_secs);
         AfterFailure::RetryAfter { secs }
     }
 }

@@ -74,7 +74,10 @@ pub fn plan(set: &SetFacts<'_>, members: &[MemberFacts<'_>], now: Timestamp) -> 
     for m in members.iter().filter(|m| m.member.holds_slot()) {
         let silent_secs = m.last_activity.map_or(u64::MAX, |t| secs_between(t, now));
         if silent_secs >= set.stuck_timeout_secs {
-            decisions.push(member(m, MemberEvent::TimedOut { silent_secs: silent_secs.min(set.stuck_timeout_secs.max(1) * 1000) }));
+            decisions.push(member(
+                m,
+                MemberEvent::TimedOut { silent_secs: silent_secs.min(set.stuck_timeout_secs.max(1) * 1000) },
+            ));
             if m.member.attempts == 0 {
                 requeued += 1;
             }
@@ -97,9 +100,8 @@ pub fn plan(set: &SetFacts<'_>, members: &[MemberFacts<'_>], now: Timestamp) -> 
     let mut pending: Vec<&MemberFacts<'_>> =
         members.iter().filter(|m| m.member.state == MemberState::Pending).collect();
     let mut still_pending = pending.len() + requeued;
-    let may_release = state == SetState::Active
-        && set.start_at.is_none_or(|t| now >= t)
-        && set.window.is_none_or(|w| w.is_open(now));
+    let may_release =
+        state == SetState::Active && set.start_at.is_none_or(|t| now >= t) && set.window.is_none_or(|w| w.is_open(now));
     if may_release {
         pending.sort_by_key(|m| (m.member.deferrals, m.rank));
         for m in pending {
@@ -190,7 +192,12 @@ mod tests {
     impl Fleet {
         fn new(n: usize) -> Fleet {
             let ids: Vec<String> = (0..n).map(|i| format!("ep-{i:03}")).collect();
-            Fleet { members: vec![Member::pending(); n], installed: vec![Some("1.0".into()); n], activity: vec![None; n], ids }
+            Fleet {
+                members: vec![Member::pending(); n],
+                installed: vec![Some("1.0".into()); n],
+                activity: vec![None; n],
+                ids,
+            }
         }
 
         fn plan(&self, set: &SetFacts<'_>, now: Timestamp, online: bool) -> Vec<Decision> {

@@ -24,7 +24,9 @@ pub enum SelectorError {
     Empty,
     #[error("target selector mixes endpoint ids and label matches (`{0}`): use one kind")]
     Mixed(String),
-    #[error("bad target selector item `{0}`: ids and label keys/values may hold letters, digits, `-`, `_`, `.` and `:`")]
+    #[error(
+        "bad target selector item `{0}`: ids and label keys/values may hold letters, digits, `-`, `_`, `.` and `:`"
+    )]
     BadItem(String),
 }
 
@@ -124,9 +126,15 @@ mod tests {
         check("all", expect!["All -> all"]);
         check(" ALL ", expect!["All -> all"]);
         check("ep-2,ep-1,ep-2", expect![[r#"Ids(["ep-1", "ep-2"]) -> ep-1,ep-2"#]]);
-        check("site=berlin, network=remote", expect![[r#"Labels([("network", "remote"), ("site", "berlin")]) -> network=remote,site=berlin"#]]);
+        check(
+            "site=berlin, network=remote",
+            expect![[r#"Labels([("network", "remote"), ("site", "berlin")]) -> network=remote,site=berlin"#]],
+        );
         check("", expect!["error: empty target selector: use `all`, a comma list of endpoint ids, or label matches like `site=berlin`"]);
-        check("ep-1,site=x", expect!["error: target selector mixes endpoint ids and label matches (`ep-1,site=x`): use one kind"]);
+        check(
+            "ep-1,site=x",
+            expect!["error: target selector mixes endpoint ids and label matches (`ep-1,site=x`): use one kind"],
+        );
         check("ep 1", expect!["error: bad target selector item `ep 1`: ids and label keys/values may hold letters, digits, `-`, `_`, `.` and `:`"]);
         check("site=", expect!["error: bad target selector item `site=`: ids and label keys/values may hold letters, digits, `-`, `_`, `.` and `:`"]);
         check("a,,b", expect!["error: bad target selector item ``: ids and label keys/values may hold letters, digits, `-`, `_`, `.` and `:`"]);

@@ -49,8 +49,12 @@ fn compare_segments(a: &str, b: &str) -> Ordering {
         match (xs.next(), ys.next()) {
             (None, None) => return Ordering::Equal,
             // `1.0` equals `1.0.0`; `1.0.1` is greater.
-            (Some(x), None) => return if x.chars().all(|c| c == '0') { compare_segments_rest(xs) } else { Ordering::Greater },
-            (None, Some(y)) => return if y.chars().all(|c| c == '0') { compare_segments_rest(ys).reverse() } else { Ordering::Less },
+            (Some(x), None) => {
+                return if x.chars().all(|c| c == '0') { compare_segments_rest(xs) } else { Ordering::Greater }
+            }
+            (None, Some(y)) => {
+                return if y.chars().all(|c| c == '0') { compare_segments_rest(ys).reverse() } else { Ordering::Less }
+            }
             (Some(x), Some(y)) => match compare_one(x, y) {
                 Ordering::Equal => continue,
                 other => return other,
@@ -60,7 +64,11 @@ fn compare_segments(a: &str, b: &str) -> Ordering {
 }
 
 fn compare_segments_rest<'a>(mut rest: impl Iterator<Item = &'a str>) -> Ordering {
-    if rest.all(|s| s.chars().all(|c| c == '0')) { Ordering::Equal } else { Ordering::Greater }
+    if rest.all(|s| s.chars().all(|c| c == '0')) {
+        Ordering::Equal
+    } else {
+        Ordering::Greater
+    }
 }
 
 fn compare_one(x: &str, y: &str) -> Ordering {

@@ -30,8 +30,7 @@ const MINUTES_PER_DAY: u16 = 24 * 60;
 const SEARCH_HORIZON_DAYS: i16 = 16;
 
 /// The grammar, repeated in error messages so that each one tells the user what to write.
-const EXPECTED_FORM: &str =
-    "expected `DAYS HH:MM-HH:MM [TIME_ZONE]`, e.g. `Mon-Fri 01:00-05:00 Europe/Berlin`";
+const EXPECTED_FORM: &str = "expected `DAYS HH:MM-HH:MM [TIME_ZONE]`, e.g. `Mon-Fri 01:00-05:00 Europe/Berlin`";
 
 /// A weekly maintenance window, judged in the civil time of its time zone.
 ///
@@ -97,9 +96,7 @@ pub enum WindowError {
         range: String,
     },
     /// A day range started and ended on the same day, which could mean one day or the whole week.
-    #[error(
-        "day range `{range}` starts and ends on the same day: write `{day}` for one day or `daily` for every day"
-    )]
+    #[error("day range `{range}` starts and ends on the same day: write `{day}` for one day or `daily` for every day")]
     SameDayRange {
         /// The range as given.
         range: String,
@@ -119,7 +116,9 @@ pub enum WindowError {
         time: String,
     },
     /// The window started at 24:00, which is the next day's 00:00 and would move the start day.
-    #[error("window `{range}` starts at 24:00: expected a start from 00:00 to 23:59; write 00:00 on the following day")]
+    #[error(
+        "window `{range}` starts at 24:00: expected a start from 00:00 to 23:59; write 00:00 on the following day"
+    )]
     StartAt24 {
         /// The time range as given.
         range: String,
@@ -155,18 +154,11 @@ impl Window {
         let words: Vec<&str> = spec.split_whitespace().collect();
         let (days_word, times_word, tz_word) = match words.as_slice() {
             [] => return Err(WindowError::Empty),
-            [_] => {
-                return Err(WindowError::MissingTimes {
-                    spec: spec.trim().to_owned(),
-                })
-            }
+            [_] => return Err(WindowError::MissingTimes { spec: spec.trim().to_owned() }),
             [days, times] => (*days, *times, None),
             [days, times, tz] => (*days, *times, Some(*tz)),
             [_, _, _, extra @ ..] => {
-                return Err(WindowError::TrailingInput {
-                    spec: spec.trim().to_owned(),
-                    extra: extra.join(" "),
-                })
+                return Err(WindowError::TrailingInput { spec: spec.trim().to_owned(), extra: extra.join(" ") })
             }
         };
         let days = parse_days(days_word)?;
@@ -174,29 +166,15 @@ impl Window {
         let (tz, tz_name) = match tz_word {
             None => (TimeZone::UTC, "UTC".to_owned()),
             Some(name) => {
-                let tz = TimeZone::get(name).map_err(|_| WindowError::UnknownTimeZone {
-                    name: name.to_owned(),
-                })?;
+                let tz = TimeZone::get(name).map_err(|_| WindowError::UnknownTimeZone { name: name.to_owned() })?;
                 // Prefer the database's spelling so that `europe/berlin` and `Europe/Berlin`
                 // give the same canonical spec.
                 let tz_name = tz.iana_name().unwrap_or(name).to_owned();
                 (tz, tz_name)
             }
         };
-        let spec = format!(
-            "{} {}-{} {}",
-            format_days(days),
-            format_minute(start_min),
-            format_minute(end_min),
-            tz_name
-        );
-        Ok(Window {
-            days,
-            start_min,
-            end_min,
-            tz,
-            spec,
-        })
+        let spec = format!("{} {}-{} {}", format_days(days), format_minute(start_min), format_minute(end_min), tz_name);
+        Ok(Window { days, start_min, end_min, tz, spec })
     }
 
     /// True when `at` falls inside the window, judged in the window's civil time.
@@ -224,22 +202,15 @@ impl Window {
         if self.is_open(at) {
             return Some(at);
         }
-        let limit = at
-            .checked_add(SignedDuration::from_hours(
-                24 * i64::from(SEARCH_HORIZON_DAYS),
-            ))
-            .unwrap_or(Timestamp::MAX);
+        let limit =
+            at.checked_add(SignedDuration::from_hours(24 * i64::from(SEARCH_HORIZON_DAYS))).unwrap_or(Timestamp::MAX);
         // The open instants form half-open intervals of real time. Each interval begins either
         // where the wall clock reads the start time on a start day, or at a time zone transition
         // that makes the wall clock jump into the window. So the earliest opening is the
         // smallest open candidate of those two kinds; no stepping through time is needed.
         let mut best: Option<Timestamp> = None;
         let mut consider = |candidate: Timestamp| {
-            if candidate > at
-                && candidate <= limit
-                && best.is_none_or(|b| candidate < b)
-                && self.is_open(candidate)
-            {
+            if candidate > at && candidate <= limit && best.is_none_or(|b| candidate < b) && self.is_open(candidate) {
                 best = Some(candidate);
             }
         };
@@ -305,12 +276,7 @@ impl Window {
 
     fn start_time(&self) -> Time {
         // start_min < 24 * 60 is checked at parse time, so both fit their ranges.
-        Time::constant(
-            (self.start_min / 60) as i8,
-            (self.start_min % 60) as i8,
-            0,
-            0,
-        )
+        Time::constant((self.start_min / 60) as i8, (self.start_min % 60) as i8, 0, 0)
     }
 
     fn is_open_civil(&self, dt: DateTime) -> bool {
@@ -369,9 +335,7 @@ fn parse_day(word: &str) -> Result<usize, WindowError> {
     DAY_NAMES
         .iter()
         .position(|name| name.eq_ignore_ascii_case(word))
-        .ok_or_else(|| WindowError::UnknownDay {
-            day: word.to_owned(),
-        })
+        .ok_or_else(|| WindowError::UnknownDay { day: word.to_owned() })
 }
 
 fn parse_days(word: &str) -> Result<u8, WindowError> {
@@ -381,19 +345,14 @@ fn parse_days(word: &str) -> Result<u8, WindowError> {
     let mut days = 0u8;
     for item in word.split(',') {
         if item.is_empty() {
-            return Err(WindowError::EmptyDay {
-                days: word.to_owned(),
-            });
+            return Err(WindowError::EmptyDay { days: word.to_owned() });
         }
         match item.split('-').collect::<Vec<_>>().as_slice() {
             [single] => days |= 1 << parse_day(single)?,
             [from, to] if !from.is_empty() && !to.is_empty() => {
                 let (from, to) = (parse_day(from)?, parse_day(to)?);
                 if from == to {
-                    return Err(WindowError::SameDayRange {
-                        range: item.to_owned(),
-                        day: DAY_NAMES[from].to_owned(),
-                    });
+                    return Err(WindowError::SameDayRange { range: item.to_owned(), day: DAY_NAMES[from].to_owned() });
                 }
                 // Walk forward from `from`, wrapping past Sunday, so `Fri-Mon` is Fri..Mon.
                 let mut day = from;
@@ -405,11 +364,7 @@ fn parse_days(word: &str) -> Result<u8, WindowError> {
                     day = (day + 1) % 7;
                 }
             }
-            _ => {
-                return Err(WindowError::BadDayRange {
-                    range: item.to_owned(),
-                })
-            }
+            _ => return Err(WindowError::BadDayRange { range: item.to_owned() }),
         }
     }
     Ok(days)
@@ -418,41 +373,27 @@ fn parse_days(word: &str) -> Result<u8, WindowError> {
 /// Parses `HH:MM-HH:MM` into (start, end) minutes of the day, with a midnight end as 24:00.
 fn parse_time_range(word: &str) -> Result<(u16, u16), WindowError> {
     let Some((start, end)) = word.split_once('-') else {
-        return Err(WindowError::BadTimeRange {
-            range: word.to_owned(),
-        });
+        return Err(WindowError::BadTimeRange { range: word.to_owned() });
     };
     if start.is_empty() || end.is_empty() {
-        return Err(WindowError::BadTimeRange {
-            range: word.to_owned(),
-        });
+        return Err(WindowError::BadTimeRange { range: word.to_owned() });
     }
     let (start_min, end_min) = (parse_minute(start)?, parse_minute(end)?);
     if start_min == MINUTES_PER_DAY {
-        return Err(WindowError::StartAt24 {
-            range: word.to_owned(),
-        });
+        return Err(WindowError::StartAt24 { range: word.to_owned() });
     }
     if start_min == end_min {
-        return Err(WindowError::EmptyWindow {
-            range: word.to_owned(),
-        });
+        return Err(WindowError::EmptyWindow { range: word.to_owned() });
     }
     // Checked after the empty-window test so that `00:00-00:00` is still rejected rather than
     // read as a whole day.
-    let end_min = if end_min == 0 {
-        MINUTES_PER_DAY
-    } else {
-        end_min
-    };
+    let end_min = if end_min == 0 { MINUTES_PER_DAY } else { end_min };
     Ok((start_min, end_min))
 }
 
 /// Parses a strict `HH:MM` (two digits each) into minutes of the day; accepts `24:00`.
 fn parse_minute(word: &str) -> Result<u16, WindowError> {
-    let bad = || WindowError::BadTime {
-        time: word.to_owned(),
-    };
+    let bad = || WindowError::BadTime { time: word.to_owned() };
     let bytes = word.as_bytes();
     let [h1, h2, b':', m1, m2] = bytes else {
         return Err(bad());
@@ -539,9 +480,7 @@ mod tests {
     }
 
     fn show(window: &Window, at: Timestamp) -> String {
-        at.to_zoned(window.time_zone().clone())
-            .strftime("%a %Y-%m-%d %H:%M:%S%.f%:z")
-            .to_string()
+        at.to_zoned(window.time_zone().clone()).strftime("%a %Y-%m-%d %H:%M:%S%.f%:z").to_string()
     }
 
     /// Shows, for each instant, its wall-clock time in the window's zone and whether it is open.
@@ -571,11 +510,7 @@ mod tests {
                 (true, None) => open_since = Some(at),
                 (false, Some(since)) => {
                     let minutes = since.duration_until(at).as_secs() / 60;
-                    actual += &format!(
-                        "{} .. {}  {minutes} min\n",
-                        show(&window, since),
-                        show(&window, at)
-                    );
+                    actual += &format!("{} .. {}  {minutes} min\n", show(&window, since), show(&window, at));
                     open_since = None;
                 }
                 _ => {}
@@ -606,19 +541,13 @@ mod tests {
 
     fn assert_next_open_is_first(window: &Window, at: Timestamp, next: Timestamp) {
         assert!(next >= at, "{window}: next_open went back in time");
-        assert!(
-            window.is_open(next),
-            "{window}: next_open({at}) = {next} is closed"
-        );
+        assert!(window.is_open(next), "{window}: next_open({at}) = {next} is closed");
         if next > at {
             let just_before = next.checked_sub(SignedDuration::from_nanos(1)).unwrap();
             assert!(!window.is_open(just_before), "{window}: open before {next}");
             let mut probe = at;
             while probe < next {
-                assert!(
-                    !window.is_open(probe),
-                    "{window}: {probe} is open before {next}"
-                );
+                assert!(!window.is_open(probe), "{window}: {probe} is open before {next}");
                 probe += SignedDuration::from_mins(1);
             }
         }
@@ -626,60 +555,27 @@ mod tests {
 
     #[test]
     fn parse_good_forms() {
-        check_parse(
-            "Mon-Fri 01:00-05:00 Europe/Berlin",
-            expect![[r#"Mon-Fri 01:00-05:00 Europe/Berlin"#]],
-        );
-        check_parse(
-            "Sat,Sun 22:00-04:00 UTC",
-            expect![[r#"Sat,Sun 22:00-04:00 UTC"#]],
-        );
-        check_parse(
-            "daily 01:00-05:00 America/New_York",
-            expect![[r#"daily 01:00-05:00 America/New_York"#]],
-        );
-        check_parse(
-            "Mon,Wed-Fri 23:30-00:30",
-            expect![[r#"Mon,Wed-Fri 23:30-00:30 UTC"#]],
-        );
+        check_parse("Mon-Fri 01:00-05:00 Europe/Berlin", expect![[r#"Mon-Fri 01:00-05:00 Europe/Berlin"#]]);
+        check_parse("Sat,Sun 22:00-04:00 UTC", expect![[r#"Sat,Sun 22:00-04:00 UTC"#]]);
+        check_parse("daily 01:00-05:00 America/New_York", expect![[r#"daily 01:00-05:00 America/New_York"#]]);
+        check_parse("Mon,Wed-Fri 23:30-00:30", expect![[r#"Mon,Wed-Fri 23:30-00:30 UTC"#]]);
         check_parse("* 00:00-24:00", expect![[r#"daily 00:00-24:00 UTC"#]]);
-        check_parse(
-            "  mon-FRI   01:00-05:00  europe/berlin ",
-            expect![[r#"Mon-Fri 01:00-05:00 Europe/Berlin"#]],
-        );
+        check_parse("  mon-FRI   01:00-05:00  europe/berlin ", expect![[r#"Mon-Fri 01:00-05:00 Europe/Berlin"#]]);
         check_parse("Tue 01:00-05:00 utc", expect![[r#"Tue 01:00-05:00 UTC"#]]);
         check_parse("DAILY 01:00-05:00", expect![[r#"daily 01:00-05:00 UTC"#]]);
     }
 
     #[test]
     fn parse_canonical_days() {
-        check_parse(
-            "Fri-Mon 22:00-04:00",
-            expect![[r#"Fri-Mon 22:00-04:00 UTC"#]],
-        );
-        check_parse(
-            "Sun,Mon 22:00-04:00",
-            expect![[r#"Sun,Mon 22:00-04:00 UTC"#]],
-        );
-        check_parse(
-            "Mon,Tue,Wed 01:00-02:00",
-            expect![[r#"Mon-Wed 01:00-02:00 UTC"#]],
-        );
+        check_parse("Fri-Mon 22:00-04:00", expect![[r#"Fri-Mon 22:00-04:00 UTC"#]]);
+        check_parse("Sun,Mon 22:00-04:00", expect![[r#"Sun,Mon 22:00-04:00 UTC"#]]);
+        check_parse("Mon,Tue,Wed 01:00-02:00", expect![[r#"Mon-Wed 01:00-02:00 UTC"#]]);
         check_parse("Mon-Sun 01:00-02:00", expect![[r#"daily 01:00-02:00 UTC"#]]);
         check_parse("Tue-Mon 01:00-02:00", expect![[r#"daily 01:00-02:00 UTC"#]]);
-        check_parse(
-            "Sun,Sat,Mon,Wed 01:00-02:00",
-            expect![[r#"Wed,Sat-Mon 01:00-02:00 UTC"#]],
-        );
-        check_parse(
-            "Mon-Fri,Wed 01:00-02:00",
-            expect![[r#"Mon-Fri 01:00-02:00 UTC"#]],
-        );
+        check_parse("Sun,Sat,Mon,Wed 01:00-02:00", expect![[r#"Wed,Sat-Mon 01:00-02:00 UTC"#]]);
+        check_parse("Mon-Fri,Wed 01:00-02:00", expect![[r#"Mon-Fri 01:00-02:00 UTC"#]]);
         check_parse("Sun 01:00-02:00", expect![[r#"Sun 01:00-02:00 UTC"#]]);
-        check_parse(
-            "Mon,Wed,Fri,Sun 01:00-02:00",
-            expect![[r#"Wed,Fri,Sun,Mon 01:00-02:00 UTC"#]],
-        );
+        check_parse("Mon,Wed,Fri,Sun 01:00-02:00", expect![[r#"Wed,Fri,Sun,Mon 01:00-02:00 UTC"#]]);
     }
 
     #[test]
@@ -738,21 +634,15 @@ mod tests {
         );
         check_parse(
             "Mon, 01:00-05:00",
-            expect![[
-                r#"error: empty day in `Mon,`: expected days separated by single commas, e.g. `Mon,Wed-Fri`"#
-            ]],
+            expect![[r#"error: empty day in `Mon,`: expected days separated by single commas, e.g. `Mon,Wed-Fri`"#]],
         );
         check_parse(
             "Mon- 01:00-05:00",
-            expect![[
-                r#"error: invalid day range `Mon-`: expected two days joined by `-`, e.g. `Mon-Fri`"#
-            ]],
+            expect![[r#"error: invalid day range `Mon-`: expected two days joined by `-`, e.g. `Mon-Fri`"#]],
         );
         check_parse(
             "Mon-Tue-Wed 01:00-05:00",
-            expect![[
-                r#"error: invalid day range `Mon-Tue-Wed`: expected two days joined by `-`, e.g. `Mon-Fri`"#
-            ]],
+            expect![[r#"error: invalid day range `Mon-Tue-Wed`: expected two days joined by `-`, e.g. `Mon-Fri`"#]],
         );
         check_parse(
             "mon-Mon 01:00-05:00",
@@ -762,51 +652,35 @@ mod tests {
         );
         check_parse(
             "Mon 01:00",
-            expect![[
-                r#"error: invalid time range `01:00`: expected HH:MM-HH:MM, e.g. `01:00-05:00`"#
-            ]],
+            expect![[r#"error: invalid time range `01:00`: expected HH:MM-HH:MM, e.g. `01:00-05:00`"#]],
         );
         check_parse(
             "Mon 01:00-",
-            expect![[
-                r#"error: invalid time range `01:00-`: expected HH:MM-HH:MM, e.g. `01:00-05:00`"#
-            ]],
+            expect![[r#"error: invalid time range `01:00-`: expected HH:MM-HH:MM, e.g. `01:00-05:00`"#]],
         );
         check_parse(
             "Mon 1:00-05:00",
-            expect![[
-                r#"error: invalid time `1:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#
-            ]],
+            expect![[r#"error: invalid time `1:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#]],
         );
         check_parse(
             "Mon 01:00-25:00",
-            expect![[
-                r#"error: invalid time `25:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#
-            ]],
+            expect![[r#"error: invalid time `25:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#]],
         );
         check_parse(
             "Mon 01:60-05:00",
-            expect![[
-                r#"error: invalid time `01:60`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#
-            ]],
+            expect![[r#"error: invalid time `01:60`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#]],
         );
         check_parse(
             "Mon 01:00-24:01",
-            expect![[
-                r#"error: invalid time `24:01`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#
-            ]],
+            expect![[r#"error: invalid time `24:01`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#]],
         );
         check_parse(
             "Mon 01:00-05:00-06:00",
-            expect![[
-                r#"error: invalid time `05:00-06:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#
-            ]],
+            expect![[r#"error: invalid time `05:00-06:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#]],
         );
         check_parse(
             "Mon 0x:00-05:00",
-            expect![[
-                r#"error: invalid time `0x:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#
-            ]],
+            expect![[r#"error: invalid time `0x:00`: expected HH:MM from 00:00 to 23:59, or 24:00 as an end"#]],
         );
         check_parse(
             "Mon 24:00-05:00",
@@ -843,10 +717,7 @@ mod tests {
         let a = Window::parse("mon-fri 01:00-05:00 europe/berlin").unwrap();
         let b = Window::parse("Mon,Tue,Wed,Thu,Fri 01:00-05:00 Europe/Berlin").unwrap();
         assert_eq!(a, b);
-        assert_ne!(
-            a,
-            Window::parse("Mon-Fri 01:00-05:00 Europe/Paris").unwrap()
-        );
+        assert_ne!(a, Window::parse("Mon-Fri 01:00-05:00 Europe/Paris").unwrap());
         expect![[r#"Window("Mon-Fri 01:00-05:00 Europe/Berlin")"#]].assert_eq(&format!("{a:?}"));
     }
 
@@ -875,12 +746,7 @@ mod tests {
         );
         check_open(
             "Mon 22:00-24:00 UTC",
-            &[
-                "2025-06-02T21:59:59Z",
-                "2025-06-02T22:00:00Z",
-                "2025-06-02T23:59:59Z",
-                "2025-06-03T00:00:00Z",
-            ],
+            &["2025-06-02T21:59:59Z", "2025-06-02T22:00:00Z", "2025-06-02T23:59:59Z", "2025-06-03T00:00:00Z"],
             expect![[r#"
                 Mon 2025-06-02 21:59:59+00:00  closed
                 Mon 2025-06-02 22:00:00+00:00  open

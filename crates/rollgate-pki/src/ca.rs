@@ -10,15 +10,13 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::DnsName;
 
 use crate::csr::verified_public_key;
-use crate::validity::{
-    apply_window, check_days, CA_VALID_DAYS, MAX_CLIENT_CERT_VALID_DAYS, SERVER_CERT_VALID_DAYS,
-};
+use crate::validity::{apply_window, check_days, CA_VALID_DAYS, MAX_CLIENT_CERT_VALID_DAYS, SERVER_CERT_VALID_DAYS};
 use crate::{certs_from_pem, inspect, PkiError};
 
 /// Longest common name accepted, the X.509 upper bound `ub-common-name`.
@@ -74,27 +72,14 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name_dn(common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial()?);
         apply_window(&mut params, now, CA_VALID_DAYS)?;
-        let issuer = params
-            .self_signed(&key)
-            .map_err(|error| PkiError::Generate {
-                what: "CA certificate",
-                error,
-            })?;
+        let issuer = params.self_signed(&key).map_err(|error| PkiError::Generate { what: "CA certificate", error })?;
         let cert_pem = issuer.pem();
         let key_pem = key.serialize_pem();
-        Ok(Ca {
-            issuer,
-            key,
-            cert_pem,
-            key_pem,
-        })
+        Ok(Ca { issuer, key, cert_pem, key_pem })
     }
 
     /// Reloads a CA from the PEM strings previously returned by [`Ca::cert_pem`] and
@@ -110,20 +95,14 @@ impl Ca {
         let parsed = inspect::parse_cert(der).map_err(PkiError::in_input("CA certificate PEM"))?;
         let is_ca = parsed
             .basic_constraints()
-            .map_err(|err| PkiError::MalformedCertificate {
-                reason: format!("basicConstraints: {err}"),
-            })?
+            .map_err(|err| PkiError::MalformedCertificate { reason: format!("basicConstraints: {err}") })?
             .is_some_and(|ext| ext.value.ca);
         if !is_ca {
             return Err(PkiError::NotACa);
         }
 
         let key = crate::key_from_pem(key_pem)
-            .and_then(|der| {
-                KeyPair::try_from(&der).map_err(|err| PkiError::UnusableKey {
-                    reason: err.to_string(),
-                })
-            })
+            .and_then(|der| KeyPair::try_from(&der).map_err(|err| PkiError::UnusableKey { reason: err.to_string() }))
             .map_err(PkiError::in_input("CA key PEM"))?;
         if parsed.public_key().raw != key.public_key_der().as_slice() {
             return Err(PkiError::CaKeyMismatch);
@@ -133,22 +112,12 @@ impl Ca {
         // the parsed parameters with the same key keeps the subject name and the subject key
         // identifier, which is all an issued certificate refers to.
         let params = CertificateParams::from_ca_cert_der(der)
-            .map_err(|err| PkiError::MalformedCertificate {
-                reason: err.to_string(),
-            })
+            .map_err(|err| PkiError::MalformedCertificate { reason: err.to_string() })
             .map_err(PkiError::in_input("CA certificate PEM"))?;
         let issuer = params
             .self_signed(&key)
-            .map_err(|error| PkiError::Generate {
-                what: "CA issuer from the reloaded certificate",
-                error,
-            })?;
-        Ok(Ca {
-            issuer,
-            key,
-            cert_pem: cert_pem.to_owned(),
-            key_pem: key_pem.to_owned(),
-        })
+            .map_err(|error| PkiError::Generate { what: "CA issuer from the reloaded certificate", error })?;
+        Ok(Ca { issuer, key, cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned() })
     }
 
     /// The CA certificate in PEM, to store and to give agents as their trust anchor.
@@ -176,18 +145,11 @@ impl Ca {
     /// from one hour before `now` to `now + SERVER_CERT_VALID_DAYS`. `cert_pem` holds the leaf
     /// only (agents trust the CA directly). Fails when `names` is empty or a name is neither an
     /// IP address nor a valid DNS name.
-    pub fn issue_server_cert_at(
-        &self,
-        names: &[String],
-        now: Timestamp,
-    ) -> Result<(String, String), PkiError> {
+    pub fn issue_server_cert_at(&self, names: &[String], now: Timestamp) -> Result<(String, String), PkiError> {
         if names.is_empty() {
             return Err(PkiError::NoServerNames);
         }
-        let subject_alt_names = names
-            .iter()
-            .map(|name| san_for(name))
-            .collect::<Result<Vec<_>, _>>()?;
+        let subject_alt_names = names.iter().map(|name| san_for(name)).collect::<Result<Vec<_>, _>>()?;
         let key = new_key("server key")?;
         let mut params = CertificateParams::default();
         params.subject_alt_names = subject_alt_names;
@@ -196,22 +158,14 @@ impl Ca {
         self.leaf_defaults(&mut params, now, SERVER_CERT_VALID_DAYS)?;
         let cert = params
             .signed_by(&key, &self.issuer, &self.key)
-            .map_err(|error| PkiError::Generate {
-                what: "server certificate",
-                error,
-            })?;
+            .map_err(|error| PkiError::Generate { what: "server certificate", error })?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// Signs an agent's CSR, returning the client certificate in PEM.
     ///
     /// Reads the system clock; see [`Ca::sign_client_csr_at`].
-    pub fn sign_client_csr(
-        &self,
-        csr_pem: &str,
-        endpoint_id: &str,
-        valid_days: u32,
-    ) -> Result<String, PkiError> {
+    pub fn sign_client_csr(&self, csr_pem: &str, endpoint_id: &str, valid_days: u32) -> Result<String, PkiError> {
         self.sign_client_csr_at(csr_pem, endpoint_id, valid_days, Timestamp::now())
     }
 
@@ -241,20 +195,12 @@ impl Ca {
         self.leaf_defaults(&mut params, now, valid_days)?;
         let cert = params
             .signed_by(&public_key, &self.issuer, &self.key)
-            .map_err(|error| PkiError::Generate {
-                what: "client certificate",
-                error,
-            })?;
+            .map_err(|error| PkiError::Generate { what: "client certificate", error })?;
         Ok(cert.pem())
     }
 
     /// Settings shared by every leaf this CA issues.
-    fn leaf_defaults(
-        &self,
-        params: &mut CertificateParams,
-        now: Timestamp,
-        valid_days: u32,
-    ) -> Result<(), PkiError> {
+    fn leaf_defaults(&self, params: &mut CertificateParams, now: Timestamp, valid_days: u32) -> Result<(), PkiError> {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
@@ -265,8 +211,7 @@ impl Ca {
 
 /// A fresh ECDSA P-256 key, the only kind this crate generates.
 pub(crate) fn new_key(what: &'static str) -> Result<KeyPair, PkiError> {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|error| PkiError::Generate { what, error })
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|error| PkiError::Generate { what, error })
 }
 
 /// Checks that `name` can be a subject common name.
@@ -282,10 +227,7 @@ pub(crate) fn check_common_name(name: &str) -> Result<(), PkiError> {
     } else {
         return Ok(());
     };
-    Err(PkiError::InvalidCommonName {
-        name: name.to_owned(),
-        reason,
-    })
+    Err(PkiError::InvalidCommonName { name: name.to_owned(), reason })
 }
 
 /// A subject of just `CN=common_name`.
@@ -300,9 +242,7 @@ fn san_for(name: &str) -> Result<SanType, PkiError> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }
-    let invalid = || PkiError::InvalidServerName {
-        name: name.to_owned(),
-    };
+    let invalid = || PkiError::InvalidServerName { name: name.to_owned() };
     // rcgen only checks that the name is ASCII; rustls' parser enforces DNS syntax, so a name
     // that is accepted here is one a client can actually ask for.
     DnsName::try_from(name).map_err(|_| invalid())?;
@@ -314,10 +254,7 @@ fn san_for(name: &str) -> Result<SanType, PkiError> {
 /// never repeats a serial; rcgen's default derives the serial from the public key.
 fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut bytes = [0u8; 16];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| PkiError::Random)?;
+    rustls::crypto::ring::default_provider().secure_random.fill(&mut bytes).map_err(|_| PkiError::Random)?;
     // Clear the sign bit and set the next one: positive, non-zero and always 16 bytes long.
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     Ok(SerialNumber::from_slice(&bytes))

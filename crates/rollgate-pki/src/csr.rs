@@ -31,14 +31,8 @@ pub fn new_client_key_and_csr(hostname_hint: &str) -> Result<(String, String), P
     params.distinguished_name = common_name_dn(&csr_common_name(hostname_hint));
     let csr = params
         .serialize_request(&key)
-        .map_err(|error| PkiError::Generate {
-            what: "certificate signing request",
-            error,
-        })?;
-    let csr_pem = csr.pem().map_err(|error| PkiError::Generate {
-        what: "certificate signing request PEM",
-        error,
-    })?;
+        .map_err(|error| PkiError::Generate { what: "certificate signing request", error })?;
+    let csr_pem = csr.pem().map_err(|error| PkiError::Generate { what: "certificate signing request PEM", error })?;
     Ok((key.serialize_pem(), csr_pem))
 }
 
@@ -56,23 +50,13 @@ pub(crate) fn verified_public_key(csr_pem: &str) -> Result<rcgen::SubjectPublicK
     // Parsed here rather than with `rcgen::CertificateSigningRequestParams`, which rejects CSRs
     // that request extensions it does not model and folds a bad signature into an opaque error.
     let (rest, csr) =
-        X509CertificationRequest::from_der(&der).map_err(|err| PkiError::MalformedCsr {
-            reason: err.to_string(),
-        })?;
+        X509CertificationRequest::from_der(&der).map_err(|err| PkiError::MalformedCsr { reason: err.to_string() })?;
     if !rest.is_empty() {
-        return Err(PkiError::MalformedCsr {
-            reason: format!("{} trailing bytes after the request", rest.len()),
-        });
+        return Err(PkiError::MalformedCsr { reason: format!("{} trailing bytes after the request", rest.len()) });
     }
-    csr.verify_signature()
-        .map_err(|err| PkiError::CsrSignature {
-            reason: err.to_string(),
-        })?;
-    rcgen::SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw).map_err(
-        |err| PkiError::UnsupportedPublicKey {
-            reason: err.to_string(),
-        },
-    )
+    csr.verify_signature().map_err(|err| PkiError::CsrSignature { reason: err.to_string() })?;
+    rcgen::SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw)
+        .map_err(|err| PkiError::UnsupportedPublicKey { reason: err.to_string() })
 }
 
 /// The CSR common name for a hostname hint: printable, trimmed, at most 64 characters.

@@ -147,9 +147,6 @@ pub enum PkiError {
 impl PkiError {
     /// A `map_err` adapter that records which argument an error came from.
     pub(crate) fn in_input(input: &'static str) -> impl FnOnce(PkiError) -> PkiError {
-        move |error| PkiError::Input {
-            input,
-            error: Box::new(error),
-        }
+        move |error| PkiError::Input { input, error: Box::new(error) }
     }
 }

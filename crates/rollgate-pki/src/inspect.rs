@@ -26,11 +26,9 @@ pub fn endpoint_id_from_cert_der(der: &[u8]) -> Result<String, PkiError> {
     if rest > 0 {
         return Err(PkiError::CommonNameCount { found: rest + 1 });
     }
-    let cn = first
-        .as_str()
-        .map_err(|err| PkiError::MalformedCertificate {
-            reason: format!("subject common name is not a string: {err}"),
-        })?;
+    let cn = first.as_str().map_err(|err| PkiError::MalformedCertificate {
+        reason: format!("subject common name is not a string: {err}"),
+    })?;
     Ok(cn.to_owned())
 }
 
@@ -47,17 +45,14 @@ pub fn fingerprint_sha256(der: &[u8]) -> String {
 pub fn not_after_from_cert_der(der: &[u8]) -> Result<jiff::Timestamp, PkiError> {
     let cert = parse_cert(der)?;
     let secs = cert.validity().not_after.timestamp();
-    jiff::Timestamp::from_second(secs).map_err(|err| PkiError::MalformedCertificate {
-        reason: format!("notAfter is out of range: {err}"),
-    })
+    jiff::Timestamp::from_second(secs)
+        .map_err(|err| PkiError::MalformedCertificate { reason: format!("notAfter is out of range: {err}") })
 }
 
 /// Parses one DER certificate, rejecting trailing bytes.
 pub(crate) fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
     let (rest, cert) =
-        X509Certificate::from_der(der).map_err(|err| PkiError::MalformedCertificate {
-            reason: err.to_string(),
-        })?;
+        X509Certificate::from_der(der).map_err(|err| PkiError::MalformedCertificate { reason: err.to_string() })?;
     if !rest.is_empty() {
         return Err(PkiError::MalformedCertificate {
             reason: format!("{} trailing bytes after the certificate", rest.len()),

@@ -30,6 +30,4 @@ pub use error::PkiError;
 pub use inspect::{endpoint_id_from_cert_der, fingerprint_sha256, not_after_from_cert_der};
 pub use pem::{certs_from_pem, csr_from_pem, key_from_pem};
 pub use tls::{client_config, server_config, ALPN_PROTOCOLS};
-pub use validity::{
-    BACKDATE_SECS, CA_VALID_DAYS, MAX_CLIENT_CERT_VALID_DAYS, SERVER_CERT_VALID_DAYS,
-};
+pub use validity::{BACKDATE_SECS, CA_VALID_DAYS, MAX_CLIENT_CERT_VALID_DAYS, SERVER_CERT_VALID_DAYS};

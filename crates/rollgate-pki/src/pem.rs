@@ -12,9 +12,7 @@ use crate::PkiError;
 /// Other sections (keys, CSRs) are skipped. Fails with [`PkiError::NoCertificate`] when there is
 /// none and [`PkiError::Pem`] when the text is not readable PEM. The DER inside is not parsed.
 pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<Vec<_>, _>>().map_err(pem_error)?;
     if certs.is_empty() {
         return Err(PkiError::NoCertificate);
     }
@@ -26,9 +24,7 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiErro
 /// Fails with [`PkiError::NoPrivateKey`] when there is none and [`PkiError::Pem`] when the text
 /// is not readable PEM. The key itself is not checked; rustls does that when it is used.
 pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .map_err(pem_error)?
-        .ok_or(PkiError::NoPrivateKey)
+    rustls_pemfile::private_key(&mut pem.as_bytes()).map_err(pem_error)?.ok_or(PkiError::NoPrivateKey)
 }
 
 /// Parses the first `CERTIFICATE REQUEST` section of `pem`.
@@ -36,13 +32,9 @@ pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
 /// Fails with [`PkiError::NoCsr`] when there is none and [`PkiError::Pem`] when the text is not
 /// readable PEM. The DER inside is not parsed.
 pub fn csr_from_pem(pem: &str) -> Result<CertificateSigningRequestDer<'static>, PkiError> {
-    rustls_pemfile::csr(&mut pem.as_bytes())
-        .map_err(pem_error)?
-        .ok_or(PkiError::NoCsr)
+    rustls_pemfile::csr(&mut pem.as_bytes()).map_err(pem_error)?.ok_or(PkiError::NoCsr)
 }
 
 fn pem_error(err: std::io::Error) -> PkiError {
-    PkiError::Pem {
-        reason: err.to_string(),
-    }
+    PkiError::Pem { reason: err.to_string() }
 }

@@ -25,11 +25,7 @@ pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// trusted CA, expired, or without the clientAuth extended key usage fails the handshake.
 /// Offers ALPN `h2` and `http/1.1`; TLS 1.2 and 1.3. Fails when any PEM holds no certificate or
 /// key, or when rustls rejects the key.
-pub fn server_config(
-    cert_pem: &str,
-    key_pem: &str,
-    client_ca_pem: &str,
-) -> Result<Arc<ServerConfig>, PkiError> {
+pub fn server_config(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<Arc<ServerConfig>, PkiError> {
     let provider = ring_provider();
     let roots = root_store(client_ca_pem).map_err(PkiError::in_input("client CA PEM"))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -58,16 +54,11 @@ pub fn server_config(
 /// `reqwest`'s `use_preconfigured_tls`) sets its own, and other callers may set
 /// `alpn_protocols` on a clone. Fails when a PEM holds no certificate or key, or when rustls
 /// rejects the client key.
-pub fn client_config(
-    server_ca_pem: &str,
-    client_cert: Option<(&str, &str)>,
-) -> Result<Arc<ClientConfig>, PkiError> {
+pub fn client_config(server_ca_pem: &str, client_cert: Option<(&str, &str)>) -> Result<Arc<ClientConfig>, PkiError> {
     let builder = ClientConfig::builder_with_provider(ring_provider())
         .with_safe_default_protocol_versions()
         .map_err(|error| PkiError::Tls { error })?
-        .with_root_certificates(
-            root_store(server_ca_pem).map_err(PkiError::in_input("server CA PEM"))?,
-        );
+        .with_root_certificates(root_store(server_ca_pem).map_err(PkiError::in_input("server CA PEM"))?);
     let config = match client_cert {
         Some((cert_pem, key_pem)) => builder
             .with_client_auth_cert(

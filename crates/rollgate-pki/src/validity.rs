@@ -34,12 +34,9 @@ pub(crate) fn apply_window(
     now: Timestamp,
     valid_days: u32,
 ) -> Result<(), PkiError> {
-    let not_before = now
-        .checked_sub(SignedDuration::from_secs(BACKDATE_SECS))
-        .map_err(|_| out_of_range(now))?;
-    let not_after = now
-        .checked_add(SignedDuration::from_hours(24 * i64::from(valid_days)))
-        .map_err(|_| out_of_range(now))?;
+    let not_before = now.checked_sub(SignedDuration::from_secs(BACKDATE_SECS)).map_err(|_| out_of_range(now))?;
+    let not_after =
+        now.checked_add(SignedDuration::from_hours(24 * i64::from(valid_days))).map_err(|_| out_of_range(now))?;
     let (not_before, not_after) = (unix_secs(not_before)?, unix_secs(not_after)?);
     // rcgen takes the `time` crate's type and only exposes `date_time_ymd` to build one; the
     // epoch plus a `std::time::Duration` avoids a direct dependency on `time`.
@@ -52,10 +49,7 @@ pub(crate) fn apply_window(
 /// Checks `valid_days` against `1..=max_days`.
 pub(crate) fn check_days(valid_days: u32, max_days: u32) -> Result<(), PkiError> {
     if valid_days == 0 || valid_days > max_days {
-        return Err(PkiError::InvalidValidity {
-            valid_days,
-            max_days,
-        });
+        return Err(PkiError::InvalidValidity { valid_days, max_days });
     }
     Ok(())
 }
@@ -73,7 +67,5 @@ fn unix_secs(ts: Timestamp) -> Result<u64, PkiError> {
 }
 
 fn out_of_range(ts: Timestamp) -> PkiError {
-    PkiError::TimeOutOfRange {
-        time: ts.to_string(),
-    }
+    PkiError::TimeOutOfRange { time: ts.to_string() }
 }

@@ -6,9 +6,8 @@
 use expect_test::{expect, Expect};
 use jiff::Timestamp;
 use rollgate_pki::{
-    certs_from_pem, csr_from_pem, endpoint_id_from_cert_der, fingerprint_sha256, key_from_pem,
-    new_client_key_and_csr, not_after_from_cert_der, server_config, Ca, PkiError, BACKDATE_SECS,
-    MAX_CSR_PEM_BYTES,
+    certs_from_pem, csr_from_pem, endpoint_id_from_cert_der, fingerprint_sha256, key_from_pem, new_client_key_and_csr,
+    not_after_from_cert_der, server_config, Ca, PkiError, BACKDATE_SECS, MAX_CSR_PEM_BYTES,
 };
 use x509_parser::certificate::X509Certificate;
 use x509_parser::certification_request::X509CertificationRequest;
@@ -26,9 +25,7 @@ fn first_der(pem: &str) -> Vec<u8> {
 }
 
 fn parse(der: &[u8]) -> X509Certificate<'_> {
-    X509Certificate::from_der(der)
-        .expect("certificate parses")
-        .1
+    X509Certificate::from_der(der).expect("certificate parses").1
 }
 
 fn cn(cert: &X509Certificate<'_>) -> String {
@@ -57,21 +54,12 @@ fn ca_certificate_is_a_leaf_only_ca_valid_ten_years() {
 
     assert_eq!(cn(&cert), "Rollgate CA");
     assert_eq!(cert.subject(), cert.issuer());
-    let bc = cert
-        .basic_constraints()
-        .expect("basicConstraints parses")
-        .expect("basicConstraints present");
+    let bc = cert.basic_constraints().expect("basicConstraints parses").expect("basicConstraints present");
     assert!(bc.value.ca);
     assert_eq!(bc.value.path_len_constraint, Some(0));
-    let ku = cert
-        .key_usage()
-        .expect("keyUsage parses")
-        .expect("keyUsage present");
+    let ku = cert.key_usage().expect("keyUsage parses").expect("keyUsage present");
     assert!(ku.value.key_cert_sign() && ku.value.crl_sign());
-    assert_eq!(
-        cert.validity().not_before.timestamp(),
-        now().as_second() - BACKDATE_SECS
-    );
+    assert_eq!(cert.validity().not_before.timestamp(), now().as_second() - BACKDATE_SECS);
     assert_eq!(lifetime_secs(&cert), 3650 * 86_400 + BACKDATE_SECS);
     assert!(key_from_pem(ca.key_pem()).is_ok());
 }
@@ -81,37 +69,23 @@ fn client_cert_names_the_endpoint_not_what_the_csr_asked_for() {
     let ca = Ca::generate_at("Rollgate CA", now()).expect("CA generates");
     let (_key, csr_pem) = new_client_key_and_csr("host-17.example").expect("CSR generates");
 
-    let cert_pem = ca
-        .sign_client_csr_at(&csr_pem, "ep-0001", 90, now())
-        .expect("CSR signs");
+    let cert_pem = ca.sign_client_csr_at(&csr_pem, "ep-0001", 90, now()).expect("CSR signs");
     let der = first_der(&cert_pem);
     let cert = parse(&der);
 
     assert_eq!(cn(&cert), "ep-0001");
-    assert_eq!(
-        endpoint_id_from_cert_der(&der).expect("endpoint id"),
-        "ep-0001"
-    );
+    assert_eq!(endpoint_id_from_cert_der(&der).expect("endpoint id"), "ep-0001");
     assert_eq!(cert.issuer(), parse(&first_der(ca.cert_pem())).subject());
-    let eku = cert
-        .extended_key_usage()
-        .expect("EKU parses")
-        .expect("EKU present")
-        .value;
+    let eku = cert.extended_key_usage().expect("EKU parses").expect("EKU present").value;
     assert!(eku.client_auth);
     assert!(!eku.server_auth && !eku.any);
     let bc = cert.basic_constraints().expect("basicConstraints parses");
     assert!(bc.is_none_or(|bc| !bc.value.ca));
-    assert!(cert
-        .subject_alternative_name()
-        .expect("SAN parses")
-        .is_none());
+    assert!(cert.subject_alternative_name().expect("SAN parses").is_none());
     assert_eq!(lifetime_secs(&cert), 90 * 86_400 + BACKDATE_SECS);
     assert_eq!(
         not_after_from_cert_der(&der).expect("notAfter"),
-        "2025-05-30T12:00:00Z"
-            .parse::<Timestamp>()
-            .expect("timestamp")
+        "2025-05-30T12:00:00Z".parse::<Timestamp>().expect("timestamp")
     );
 }
 
@@ -119,43 +93,22 @@ fn client_cert_names_the_endpoint_not_what_the_csr_asked_for() {
 fn csr_requests_for_names_and_usages_are_ignored() {
     // A hostile CSR asking for a server certificate for another name and an admin-like subject.
     let key = rcgen::KeyPair::generate().expect("key generates");
-    let mut params =
-        rcgen::CertificateParams::new(vec!["rollgate.example".to_owned()]).expect("params build");
+    let mut params = rcgen::CertificateParams::new(vec!["rollgate.example".to_owned()]).expect("params build");
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ep-admin");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "ep-admin");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let csr_pem = params
-        .serialize_request(&key)
-        .expect("CSR builds")
-        .pem()
-        .expect("CSR PEM");
+    let csr_pem = params.serialize_request(&key).expect("CSR builds").pem().expect("CSR PEM");
     let ca = Ca::generate("Rollgate CA").expect("CA generates");
 
-    let der = first_der(
-        &ca.sign_client_csr(&csr_pem, "ep-0002", 30)
-            .expect("CSR signs"),
-    );
+    let der = first_der(&ca.sign_client_csr(&csr_pem, "ep-0002", 30).expect("CSR signs"));
     let cert = parse(&der);
 
     assert_eq!(cn(&cert), "ep-0002");
-    assert!(cert
-        .subject_alternative_name()
-        .expect("SAN parses")
-        .is_none());
-    let eku = cert
-        .extended_key_usage()
-        .expect("EKU parses")
-        .expect("EKU")
-        .value;
+    assert!(cert.subject_alternative_name().expect("SAN parses").is_none());
+    let eku = cert.extended_key_usage().expect("EKU parses").expect("EKU").value;
     assert!(eku.client_auth && !eku.server_auth);
-    let ku = cert
-        .key_usage()
-        .expect("keyUsage parses")
-        .expect("keyUsage")
-        .value;
+    let ku = cert.key_usage().expect("keyUsage parses").expect("keyUsage").value;
     assert!(ku.digital_signature() && !ku.key_cert_sign());
     // The certificate is for the CSR's key, not a new one.
     assert_eq!(cert.public_key().raw, key.public_key_der().as_slice());
@@ -179,11 +132,7 @@ fn server_cert_carries_dns_and_ip_names() {
     let der = first_der(&cert_pem);
     let cert = parse(&der);
 
-    let san = cert
-        .subject_alternative_name()
-        .expect("SAN parses")
-        .expect("SAN present")
-        .value;
+    let san = cert.subject_alternative_name().expect("SAN parses").expect("SAN present").value;
     let rendered: Vec<String> = san
         .general_names
         .iter()
@@ -202,11 +151,7 @@ fn server_cert_carries_dns_and_ip_names() {
         ]
     "#]]
     .assert_debug_eq(&rendered);
-    let eku = cert
-        .extended_key_usage()
-        .expect("EKU parses")
-        .expect("EKU")
-        .value;
+    let eku = cert.extended_key_usage().expect("EKU parses").expect("EKU").value;
     assert!(eku.server_auth && !eku.client_auth);
     assert_eq!(lifetime_secs(&cert), 825 * 86_400 + BACKDATE_SECS);
     assert!(server_config(&cert_pem, &key_pem, ca.cert_pem()).is_ok());
@@ -236,18 +181,9 @@ fn malformed_csrs_are_rejected() {
     let ca = Ca::generate("Rollgate CA").expect("CA generates");
     let sign = |csr: &str| ca.sign_client_csr(csr, "ep-1", 30);
 
-    check_err(
-        sign(""),
-        expect!["no certificate signing request found in PEM"],
-    );
-    check_err(
-        sign("hello, I would like a certificate"),
-        expect!["no certificate signing request found in PEM"],
-    );
-    check_err(
-        sign(ca.cert_pem()),
-        expect!["no certificate signing request found in PEM"],
-    );
+    check_err(sign(""), expect!["no certificate signing request found in PEM"]);
+    check_err(sign("hello, I would like a certificate"), expect!["no certificate signing request found in PEM"]);
+    check_err(sign(ca.cert_pem()), expect!["no certificate signing request found in PEM"]);
     check_err(
         sign("-----BEGIN CERTIFICATE REQUEST-----\n%%%%\n-----END CERTIFICATE REQUEST-----\n"),
         expect!["PEM could not be parsed: InvalidCharacter(37)"],
@@ -260,33 +196,20 @@ fn malformed_csrs_are_rejected() {
     // A valid CSR whose signed content was altered after signing: the requester has not proven
     // possession of the key.
     let (_key, csr_pem) = new_client_key_and_csr("tamper-target").expect("CSR generates");
-    let mut der = csr_from_pem(&csr_pem)
-        .expect("CSR PEM parses")
-        .as_ref()
-        .to_vec();
-    let at = der
-        .windows(b"tamper-target".len())
-        .position(|w| w == b"tamper-target")
-        .expect("CN is in the DER");
+    let mut der = csr_from_pem(&csr_pem).expect("CSR PEM parses").as_ref().to_vec();
+    let at = der.windows(b"tamper-target".len()).position(|w| w == b"tamper-target").expect("CN is in the DER");
     der[at] = b'T';
     check_err(
         sign(&pem_encode("CERTIFICATE REQUEST", &der)),
-        expect![
-            "certificate signing request signature does not verify: signature verification error"
-        ],
+        expect!["certificate signing request signature does not verify: signature verification error"],
     );
 
     // A valid CSR padded past the limit: the size check comes before any parsing.
     let mut huge = csr_pem.clone();
-    huge.extend(std::iter::repeat_n(
-        ' ',
-        MAX_CSR_PEM_BYTES + 1 - csr_pem.len(),
-    ));
+    huge.extend(std::iter::repeat_n(' ', MAX_CSR_PEM_BYTES + 1 - csr_pem.len()));
     check_err(
         sign(&huge),
-        expect![
-            "certificate signing request PEM is 16385 bytes, more than the limit of 16384 bytes"
-        ],
+        expect!["certificate signing request PEM is 16385 bytes, more than the limit of 16384 bytes"],
     );
 }
 
@@ -311,9 +234,7 @@ fn bad_signing_arguments_are_rejected() {
     );
     check_err(
         ca.sign_client_csr(&csr_pem, " ep-1", 30),
-        expect![[
-            r#"" ep-1" cannot be a certificate common name: it has leading or trailing whitespace"#
-        ]],
+        expect![[r#"" ep-1" cannot be a certificate common name: it has leading or trailing whitespace"#]],
     );
     check_err(
         ca.sign_client_csr(&csr_pem, "ep-1", 0),
@@ -323,10 +244,7 @@ fn bad_signing_arguments_are_rejected() {
         ca.sign_client_csr(&csr_pem, "ep-1", 3651),
         expect!["validity of 3651 days is out of range, use 1 to 3650 days"],
     );
-    check_err(
-        ca.issue_server_cert(&[]),
-        expect!["a server certificate needs at least one DNS name or IP address"],
-    );
+    check_err(ca.issue_server_cert(&[]), expect!["a server certificate needs at least one DNS name or IP address"]);
     check_err(
         ca.issue_server_cert(&["[::1]".to_owned()]),
         expect![[r#""[::1]" is not a valid DNS name or IP address for a server certificate"#]],
@@ -335,28 +253,17 @@ fn bad_signing_arguments_are_rejected() {
         ca.issue_server_cert(&["bad name".to_owned()]),
         expect![[r#""bad name" is not a valid DNS name or IP address for a server certificate"#]],
     );
-    check_err(
-        Ca::generate(""),
-        expect![[r#""" cannot be a certificate common name: it is empty"#]],
-    );
+    check_err(Ca::generate(""), expect![[r#""" cannot be a certificate common name: it is empty"#]]);
 }
 
 #[test]
 fn bad_ca_pem_is_rejected_on_reload() {
     let ca = Ca::generate("Rollgate CA").expect("CA generates");
     let other = Ca::generate("Other CA").expect("CA generates");
-    let (leaf_cert, leaf_key) = ca
-        .issue_server_cert(&["localhost".to_owned()])
-        .expect("issues");
+    let (leaf_cert, leaf_key) = ca.issue_server_cert(&["localhost".to_owned()]).expect("issues");
 
-    check_err(
-        Ca::from_pem("", ca.key_pem()),
-        expect!["CA certificate PEM: no certificate found in PEM"],
-    );
-    check_err(
-        Ca::from_pem(ca.cert_pem(), ""),
-        expect!["CA key PEM: no private key found in PEM"],
-    );
+    check_err(Ca::from_pem("", ca.key_pem()), expect!["CA certificate PEM: no certificate found in PEM"]);
+    check_err(Ca::from_pem(ca.cert_pem(), ""), expect!["CA key PEM: no private key found in PEM"]);
     check_err(
         Ca::from_pem(ca.cert_pem(), other.key_pem()),
         expect!["CA private key does not match the CA certificate"],
@@ -367,9 +274,7 @@ fn bad_ca_pem_is_rejected_on_reload() {
     );
     check_err(
         Ca::from_pem(&pem_encode("CERTIFICATE", b"not DER"), ca.key_pem()),
-        expect![
-            "CA certificate PEM: certificate could not be parsed: Parsing Error: NomError(Eof)"
-        ],
+        expect!["CA certificate PEM: certificate could not be parsed: Parsing Error: NomError(Eof)"],
     );
     check_err(
         Ca::from_pem(ca.cert_pem(), &pem_encode("PRIVATE KEY", b"not a key")),
@@ -382,14 +287,8 @@ fn pem_and_der_helpers_report_what_is_missing() {
     let ca = Ca::generate("Rollgate CA").expect("CA generates");
 
     check_err(certs_from_pem(""), expect!["no certificate found in PEM"]);
-    check_err(
-        certs_from_pem(ca.key_pem()),
-        expect!["no certificate found in PEM"],
-    );
-    check_err(
-        key_from_pem(ca.cert_pem()),
-        expect!["no private key found in PEM"],
-    );
+    check_err(certs_from_pem(ca.key_pem()), expect!["no certificate found in PEM"]);
+    check_err(key_from_pem(ca.cert_pem()), expect!["no private key found in PEM"]);
     check_err(
         certs_from_pem("-----BEGIN CERTIFICATE-----\nAAA\n"),
         expect![[r#"PEM could not be parsed: section end "CERTIFICATE" missing"#]],
@@ -404,19 +303,14 @@ fn pem_and_der_helpers_report_what_is_missing() {
         endpoint_id_from_cert_der(&trailing),
         expect!["certificate could not be parsed: 1 trailing bytes after the certificate"],
     );
-    check_err(
-        server_config(ca.cert_pem(), ca.key_pem(), ""),
-        expect!["client CA PEM: no certificate found in PEM"],
-    );
+    check_err(server_config(ca.cert_pem(), ca.key_pem(), ""), expect!["client CA PEM: no certificate found in PEM"]);
     check_err(
         server_config("", ca.key_pem(), ca.cert_pem()),
         expect!["server certificate PEM: no certificate found in PEM"],
     );
 
     // Two certificates in one PEM, leaf first, come back in order.
-    let (leaf, _) = ca
-        .issue_server_cert(&["localhost".to_owned()])
-        .expect("issues");
+    let (leaf, _) = ca.issue_server_cert(&["localhost".to_owned()]).expect("issues");
     let chain = certs_from_pem(&format!("{leaf}{}", ca.cert_pem())).expect("chain parses");
     assert_eq!(chain.len(), 2);
     assert_eq!(chain[1].as_ref(), first_der(ca.cert_pem()).as_slice());
@@ -424,10 +318,8 @@ fn pem_and_der_helpers_report_what_is_missing() {
 
 #[test]
 fn fingerprint_is_lower_case_hex_sha256() {
-    expect!["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]
-        .assert_eq(&fingerprint_sha256(b""));
-    expect!["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]
-        .assert_eq(&fingerprint_sha256(b"abc"));
+    expect!["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"].assert_eq(&fingerprint_sha256(b""));
+    expect!["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"].assert_eq(&fingerprint_sha256(b"abc"));
 }
 
 /// PEM-encodes `der` under `label`, so tests can build inputs no well-behaved tool would make.
@@ -435,10 +327,7 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut b64 = String::new();
     for chunk in der.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 let index = (n >> (18 - 6 * i)) & 0x3f;
@@ -448,13 +337,7 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
             }
         }
     }
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|line| std::str::from_utf8(line).expect("base64 is ASCII"))
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
+    let lines: Vec<&str> =
+        b64.as_bytes().chunks(64).map(|line| std::str::from_utf8(line).expect("base64 is ASCII")).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }

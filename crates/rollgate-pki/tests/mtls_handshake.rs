@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use rollgate_pki::{
-    certs_from_pem, client_config, endpoint_id_from_cert_der, fingerprint_sha256,
-    new_client_key_and_csr, server_config, Ca,
+    certs_from_pem, client_config, endpoint_id_from_cert_der, fingerprint_sha256, new_client_key_and_csr,
+    server_config, Ca,
 };
 use rustls::pki_types::ServerName;
 use rustls::{CertificateError, ClientConfig, ClientConnection, Connection, ServerConnection};
@@ -40,12 +40,9 @@ fn handshake(
     server_name: &str,
 ) -> Result<Established, (Side, rustls::Error)> {
     let name = ServerName::try_from(server_name.to_owned()).expect("test server name is valid");
-    let mut client = Connection::Client(
-        ClientConnection::new(client_cfg, name).expect("client connection can be created"),
-    );
-    let mut server = Connection::Server(
-        ServerConnection::new(server_cfg).expect("server connection can be created"),
-    );
+    let mut client =
+        Connection::Client(ClientConnection::new(client_cfg, name).expect("client connection can be created"));
+    let mut server = Connection::Server(ServerConnection::new(server_cfg).expect("server connection can be created"));
     let mut rounds = 0;
     while client.is_handshaking() || server.is_handshaking() {
         rounds += 1;
@@ -63,43 +60,26 @@ fn handshake(
 fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
     let mut buf = Vec::new();
     while from.wants_write() {
-        from.write_tls(&mut buf)
-            .expect("writing to a Vec cannot fail");
+        from.write_tls(&mut buf).expect("writing to a Vec cannot fail");
     }
     let mut reader = buf.as_slice();
     while !reader.is_empty() {
-        to.read_tls(&mut reader)
-            .expect("reading from a slice cannot fail");
+        to.read_tls(&mut reader).expect("reading from a slice cannot fail");
         to.process_new_packets()?;
     }
     Ok(())
 }
 
-fn exchange_data(
-    client: &mut Connection,
-    server: &mut Connection,
-) -> Result<(), (Side, rustls::Error)> {
+fn exchange_data(client: &mut Connection, server: &mut Connection) -> Result<(), (Side, rustls::Error)> {
     use std::io::{Read, Write};
-    client
-        .writer()
-        .write_all(b"ping")
-        .expect("buffering plaintext cannot fail");
+    client.writer().write_all(b"ping").expect("buffering plaintext cannot fail");
     transfer(client, server).map_err(|e| (Side::Server, e))?;
     let mut got = [0u8; 4];
-    server
-        .reader()
-        .read_exact(&mut got)
-        .expect("server received the client's message");
+    server.reader().read_exact(&mut got).expect("server received the client's message");
     assert_eq!(&got, b"ping");
-    server
-        .writer()
-        .write_all(b"pong")
-        .expect("buffering plaintext cannot fail");
+    server.writer().write_all(b"pong").expect("buffering plaintext cannot fail");
     transfer(server, client).map_err(|e| (Side::Client, e))?;
-    client
-        .reader()
-        .read_exact(&mut got)
-        .expect("client received the server's message");
+    client.reader().read_exact(&mut got).expect("client received the server's message");
     assert_eq!(&got, b"pong");
     Ok(())
 }
@@ -114,24 +94,19 @@ fn fixture() -> Fixture {
     let ca = Ca::generate("Rollgate test CA").expect("CA generates");
     let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
     let (cert_pem, key_pem) = ca.issue_server_cert(&names).expect("server cert issues");
-    let server_cfg =
-        server_config(&cert_pem, &key_pem, ca.cert_pem()).expect("server config builds");
+    let server_cfg = server_config(&cert_pem, &key_pem, ca.cert_pem()).expect("server config builds");
     Fixture { ca, server_cfg }
 }
 
 /// An agent key and a certificate for `endpoint_id` signed by `ca`: `(cert_pem, key_pem)`.
 fn enroll(ca: &Ca, endpoint_id: &str) -> (String, String) {
     let (key_pem, csr_pem) = new_client_key_and_csr("agent-host").expect("CSR generates");
-    let cert_pem = ca
-        .sign_client_csr(&csr_pem, endpoint_id, 30)
-        .expect("CSR signs");
+    let cert_pem = ca.sign_client_csr(&csr_pem, endpoint_id, 30).expect("CSR signs");
     (cert_pem, key_pem)
 }
 
 fn peer_endpoint_id(conn: &Connection) -> String {
-    let certs = conn
-        .peer_certificates()
-        .expect("server sees a client certificate");
+    let certs = conn.peer_certificates().expect("server sees a client certificate");
     endpoint_id_from_cert_der(&certs[0]).expect("endpoint id parses")
 }
 
@@ -139,8 +114,7 @@ fn peer_endpoint_id(conn: &Connection) -> String {
 fn ca_signed_client_cert_is_accepted_and_names_the_endpoint() {
     let f = fixture();
     let (cert_pem, key_pem) = enroll(&f.ca, "ep-7f3a");
-    let client_cfg =
-        client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
+    let client_cfg = client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
 
     let done = handshake(f.server_cfg, client_cfg, "localhost").expect("handshake succeeds");
 
@@ -165,20 +139,11 @@ fn client_cert_from_another_ca_is_rejected_by_the_server() {
     let f = fixture();
     let other_ca = Ca::generate("Some other CA").expect("CA generates");
     let (cert_pem, key_pem) = enroll(&other_ca, "ep-intruder");
-    let client_cfg =
-        client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
+    let client_cfg = client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
 
-    let err = handshake(f.server_cfg, client_cfg, "localhost")
-        .err()
-        .expect("handshake fails");
+    let err = handshake(f.server_cfg, client_cfg, "localhost").err().expect("handshake fails");
 
-    assert_eq!(
-        err,
-        (
-            Side::Server,
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
-        )
-    );
+    assert_eq!(err, (Side::Server, rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)));
 }
 
 #[test]
@@ -186,22 +151,14 @@ fn expired_client_cert_is_rejected_by_the_server() {
     let f = fixture();
     let (key_pem, csr_pem) = new_client_key_and_csr("agent-host").expect("CSR generates");
     let long_ago = Timestamp::now() - SignedDuration::from_hours(24 * 60);
-    let cert_pem =
-        f.ca.sign_client_csr_at(&csr_pem, "ep-old", 30, long_ago)
-            .expect("CSR signs");
-    let client_cfg =
-        client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
+    let cert_pem = f.ca.sign_client_csr_at(&csr_pem, "ep-old", 30, long_ago).expect("CSR signs");
+    let client_cfg = client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
 
-    let (side, err) = handshake(f.server_cfg, client_cfg, "localhost")
-        .err()
-        .expect("handshake fails");
+    let (side, err) = handshake(f.server_cfg, client_cfg, "localhost").err().expect("handshake fails");
 
     assert_eq!(side, Side::Server);
     assert!(
-        matches!(
-            err,
-            rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })
-        ),
+        matches!(err, rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })),
         "unexpected error: {err:?}"
     );
 }
@@ -210,22 +167,14 @@ fn expired_client_cert_is_rejected_by_the_server() {
 fn server_cert_presented_as_client_cert_is_rejected() {
     // Same CA, but the certificate has only the serverAuth extended key usage.
     let f = fixture();
-    let (cert_pem, key_pem) =
-        f.ca.issue_server_cert(&["agent.example".to_owned()])
-            .expect("server cert issues");
-    let client_cfg =
-        client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
+    let (cert_pem, key_pem) = f.ca.issue_server_cert(&["agent.example".to_owned()]).expect("server cert issues");
+    let client_cfg = client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
 
-    let (side, err) = handshake(f.server_cfg, client_cfg, "localhost")
-        .err()
-        .expect("handshake fails");
+    let (side, err) = handshake(f.server_cfg, client_cfg, "localhost").err().expect("handshake fails");
 
     assert_eq!(side, Side::Server);
     assert!(
-        matches!(
-            err,
-            rustls::Error::InvalidCertificate(CertificateError::InvalidPurposeContext { .. })
-        ),
+        matches!(err, rustls::Error::InvalidCertificate(CertificateError::InvalidPurposeContext { .. })),
         "unexpected error: {err:?}"
     );
 }
@@ -245,10 +194,7 @@ fn server_cert_verifies_for_the_names_it_was_issued_for_only() {
             .unwrap_or_else(|| panic!("handshake for {name} succeeds"));
         assert_eq!(side, Side::Client);
         assert!(
-            matches!(
-                err,
-                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })
-            ),
+            matches!(err, rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })),
             "unexpected error for {name}: {err:?}"
         );
     }
@@ -260,35 +206,22 @@ fn client_trusting_another_ca_rejects_the_server() {
     let other_ca = Ca::generate("Some other CA").expect("CA generates");
     let client_cfg = client_config(other_ca.cert_pem(), None).expect("client config builds");
 
-    let err = handshake(f.server_cfg, client_cfg, "localhost")
-        .err()
-        .expect("handshake fails");
+    let err = handshake(f.server_cfg, client_cfg, "localhost").err().expect("handshake fails");
 
-    assert_eq!(
-        err,
-        (
-            Side::Client,
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
-        )
-    );
+    assert_eq!(err, (Side::Client, rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)));
 }
 
 #[test]
 fn reloaded_ca_issues_certs_that_chain_to_the_original_cert_pem() {
     let original = Ca::generate("Rollgate test CA").expect("CA generates");
-    let reloaded =
-        Ca::from_pem(original.cert_pem(), original.key_pem()).expect("CA reloads from PEM");
+    let reloaded = Ca::from_pem(original.cert_pem(), original.key_pem()).expect("CA reloads from PEM");
     assert_eq!(reloaded.cert_pem(), original.cert_pem());
 
     // Everything below is issued by the reloaded CA and trusted via the original PEM only.
-    let (server_cert, server_key) = reloaded
-        .issue_server_cert(&["localhost".to_owned()])
-        .expect("server cert issues");
-    let server_cfg =
-        server_config(&server_cert, &server_key, original.cert_pem()).expect("server config");
+    let (server_cert, server_key) = reloaded.issue_server_cert(&["localhost".to_owned()]).expect("server cert issues");
+    let server_cfg = server_config(&server_cert, &server_key, original.cert_pem()).expect("server config");
     let (cert_pem, key_pem) = enroll(&reloaded, "ep-after-restart");
-    let client_cfg = client_config(original.cert_pem(), Some((&cert_pem, &key_pem)))
-        .expect("client config builds");
+    let client_cfg = client_config(original.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
 
     let done = handshake(server_cfg, client_cfg, "localhost").expect("handshake succeeds");
 
@@ -302,11 +235,9 @@ fn alpn_offers_h2_and_http1() {
         (vec![b"h2".to_vec(), b"http/1.1".to_vec()], b"h2".as_slice()),
         (vec![b"http/1.1".to_vec()], b"http/1.1".as_slice()),
     ] {
-        let mut client_cfg =
-            (*client_config(f.ca.cert_pem(), None).expect("client config")).clone();
+        let mut client_cfg = (*client_config(f.ca.cert_pem(), None).expect("client config")).clone();
         client_cfg.alpn_protocols = offered;
-        let done =
-            handshake(f.server_cfg.clone(), Arc::new(client_cfg), "localhost").expect("handshake");
+        let done = handshake(f.server_cfg.clone(), Arc::new(client_cfg), "localhost").expect("handshake");
         assert_eq!(done.client.alpn_protocol(), Some(expected));
     }
 }
@@ -319,22 +250,18 @@ fn tls12_client_with_cert_is_accepted() {
     for cert in certs_from_pem(f.ca.cert_pem()).expect("CA cert parses") {
         roots.add(cert).expect("CA cert is a trust anchor");
     }
-    let client_cfg =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .expect("TLS 1.2 is supported")
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                certs_from_pem(&cert_pem).expect("cert parses"),
-                rollgate_pki::key_from_pem(&key_pem).expect("key parses"),
-            )
-            .expect("client auth cert is accepted");
+    let client_cfg = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("TLS 1.2 is supported")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            certs_from_pem(&cert_pem).expect("cert parses"),
+            rollgate_pki::key_from_pem(&key_pem).expect("key parses"),
+        )
+        .expect("client auth cert is accepted");
 
     let done = handshake(f.server_cfg, Arc::new(client_cfg), "localhost").expect("handshake");
 
-    assert_eq!(
-        done.server.protocol_version(),
-        Some(rustls::ProtocolVersion::TLSv1_2)
-    );
+    assert_eq!(done.server.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
     assert_eq!(peer_endpoint_id(&done.server), "ep-tls12");
 }

@@ -123,7 +123,8 @@ pub async fn prepare(config: &ServerConfig) -> anyhow::Result<Boot> {
     refresh_private(&token_path, &format!("{token}\n"))?;
 
     let (cert_pem, key_pem) = server_identity(config, &ca)?;
-    let tls_config = rollgate_pki::server_config(&cert_pem, &key_pem, ca.cert_pem()).context("while configuring TLS")?;
+    let tls_config =
+        rollgate_pki::server_config(&cert_pem, &key_pem, ca.cert_pem()).context("while configuring TLS")?;
 
     let mut paths = vec![
         ("data directory", dir.display().to_string()),
@@ -158,7 +159,8 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<(Arc<dyn Store>, St
         }
         None => {
             let path = config.data_dir.join("rollgate.db");
-            let store = SqlStore::open_sqlite(&path).await.with_context(|| format!("while opening {}", path.display()))?;
+            let store =
+                SqlStore::open_sqlite(&path).await.with_context(|| format!("while opening {}", path.display()))?;
             Ok((Arc::new(store), path.display().to_string()))
         }
     }
@@ -169,7 +171,10 @@ async fn agree_on_ca(store: &dyn Store, key: &SecretKey) -> anyhow::Result<(Ca, 
     let mut created = false;
     if store.get_meta("ca").await?.is_none() {
         let candidate = Ca::generate("Rollgate CA").context("while generating the CA")?;
-        let stored = StoredCa { cert_pem: candidate.cert_pem().to_string(), key_sealed: key.seal("ca", candidate.key_pem().as_bytes())? };
+        let stored = StoredCa {
+            cert_pem: candidate.cert_pem().to_string(),
+            key_sealed: key.seal("ca", candidate.key_pem().as_bytes())?,
+        };
         created = store.insert_meta_if_absent("ca", &serde_json::to_string(&stored)?).await?;
     }
     let Some(text) = store.get_meta("ca").await? else { bail!("the database lost its CA while starting") };
@@ -186,9 +191,12 @@ async fn agree_on_admin_token(store: &dyn Store, key: &SecretKey) -> anyhow::Res
         let stored = StoredToken { sha256: secret_hash(&token), sealed: key.seal("admin_token", token.as_bytes())? };
         store.insert_meta_if_absent("admin_token", &serde_json::to_string(&stored)?).await?;
     }
-    let Some(text) = store.get_meta("admin_token").await? else { bail!("the database lost its admin token while starting") };
+    let Some(text) = store.get_meta("admin_token").await? else {
+        bail!("the database lost its admin token while starting")
+    };
     let stored: StoredToken = serde_json::from_str(&text).context("the stored admin token is damaged")?;
-    let token = String::from_utf8(key.open("admin_token", &stored.sealed)?).context("the stored admin token is damaged")?;
+    let token =
+        String::from_utf8(key.open("admin_token", &stored.sealed)?).context("the stored admin token is damaged")?;
     if secret_hash(&token) != stored.sha256 {
         bail!("the stored admin token does not match its hash; the database is damaged");
     }

@@ -84,7 +84,12 @@ impl PackageStore {
     }
 
     /// Streams `body` to disk, verifying size and (when given) the declared hash.
-    pub async fn store<S, E>(&self, mut body: S, declared_sha256: Option<&str>, limit_bytes: u64) -> Result<Stored, UploadError>
+    pub async fn store<S, E>(
+        &self,
+        mut body: S,
+        declared_sha256: Option<&str>,
+        limit_bytes: u64,
+    ) -> Result<Stored, UploadError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,

@@ -33,7 +33,8 @@ impl SecretKey {
             rand::rng().fill_bytes(&mut bytes);
             crate::bootstrap::write_private(path, &format!("{}\n", hex::encode(bytes)))?;
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("while reading the secret key {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("while reading the secret key {}", path.display()))?;
         let bytes = hex::decode(text.trim())
             .ok()
             .filter(|b| b.len() == 32)
@@ -102,10 +103,14 @@ mod tests {
         std::fs::write(dir.path().join("short.key"), "abcd").unwrap();
         assert!(SecretKey::load(&dir.path().join("short.key"), false).is_err());
         assert!(SecretKey::load(&dir.path().join("missing.key"), false).is_err());
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join({
-            key(dir.path(), "new.key");
-            "new.key"
-        })).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join({
+                key(dir.path(), "new.key");
+                "new.key"
+            }))
+            .unwrap()
+            .permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -53,15 +53,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                 }
                 Err(_) => return,
             };
-            let peer = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(|der| {
-                    let endpoint_id = rollgate_pki::endpoint_id_from_cert_der(der).ok()?;
-                    Some(PeerCert { endpoint_id, fingerprint: rollgate_pki::fingerprint_sha256(der) })
-                });
+            let peer = stream.get_ref().1.peer_certificates().and_then(|certs| certs.first()).and_then(|der| {
+                let endpoint_id = rollgate_pki::endpoint_id_from_cert_der(der).ok()?;
+                Some(PeerCert { endpoint_id, fingerprint: rollgate_pki::fingerprint_sha256(der) })
+            });
             let identity = PeerIdentity(peer);
             let service = app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(identity.clone());

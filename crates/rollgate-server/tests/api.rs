@@ -141,8 +141,12 @@ impl Api {
         let text = String::from_utf8_lossy(&body);
         assert_eq!(got, status, "{what}: {text}");
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        assert!(content_type.starts_with("application/json"), "{what}: error body is `{content_type}`, not JSON: {text}");
-        let value: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {text}"));
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: error body is `{content_type}`, not JSON: {text}"
+        );
+        let value: Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {text}"));
         assert_eq!(value["error"]["code"], code, "{what}: {value}");
         let message = value["error"]["message"].as_str().unwrap_or_else(|| panic!("{what}: no message: {value}"));
         assert!(!message.trim().is_empty(), "{what}: empty message");
@@ -218,7 +222,10 @@ impl Api {
 fn agent_from_enrollment(body: &Value) -> Agent {
     let cert_pem = body["cert_pem"].as_str().unwrap();
     let der = rollgate_pki::certs_from_pem(cert_pem).unwrap();
-    Agent { id: body["endpoint_id"].as_str().unwrap().to_string(), fingerprint: rollgate_pki::fingerprint_sha256(&der[0]) }
+    Agent {
+        id: body["endpoint_id"].as_str().unwrap().to_string(),
+        fingerprint: rollgate_pki::fingerprint_sha256(&der[0]),
+    }
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -344,7 +351,8 @@ async fn management_routes_refuse_a_missing_or_wrong_admin_token() {
             if let Some(h) = header {
                 builder = builder.header(AUTHORIZATION, h);
             }
-            let message = api.fails(management_request(builder, &method, &body), StatusCode::UNAUTHORIZED, "unauthorized").await;
+            let message =
+                api.fails(management_request(builder, &method, &body), StatusCode::UNAUTHORIZED, "unauthorized").await;
             assert!(message.contains("token"), "{method} {uri} with {what}: {message}");
         }
         // A verified agent certificate is no admin credential either.
@@ -473,10 +481,16 @@ async fn json_bodies_that_are_malformed_unknown_or_mistyped_are_400_and_change_n
             ("an array", raw_json(builder(route), "[]")),
             ("null", raw_json(builder(route), "null")),
             ("unknown field", json_req(builder(route), &with(&route.valid, json!({"surprise": true})))),
-            ("wrong type", json_req(builder(route), &with(&route.valid, json!({route.wrong_type.0: route.wrong_type.1.clone()})))),
+            (
+                "wrong type",
+                json_req(builder(route), &with(&route.valid, json!({route.wrong_type.0: route.wrong_type.1.clone()}))),
+            ),
             ("missing field", json_req(builder(route), &with(&route.valid, json!({route.required: null})))),
             ("no content type", builder(route).body(Body::from(valid_text.clone())).unwrap()),
-            ("text content type", builder(route).header(CONTENT_TYPE, "text/plain").body(Body::from(valid_text.clone())).unwrap()),
+            (
+                "text content type",
+                builder(route).header(CONTENT_TYPE, "text/plain").body(Body::from(valid_text.clone())).unwrap(),
+            ),
         ];
         for (what, req) in cases {
             let message = api.fails(req, StatusCode::BAD_REQUEST, "bad_request").await;
@@ -505,7 +519,8 @@ async fn enroll_token_creation_rejects_out_of_range_uses_and_ttl() {
         json!({"uses": 1, "ttl_secs": 90 * 24 * 3600 + 1}),
         json!({"uses": 1, "ttl_secs": u64::MAX}),
     ] {
-        api.fails(json_req(admin(Method::POST, "/v1/enroll-tokens"), &body), StatusCode::BAD_REQUEST, "bad_request").await;
+        api.fails(json_req(admin(Method::POST, "/v1/enroll-tokens"), &body), StatusCode::BAD_REQUEST, "bad_request")
+            .await;
     }
     // The bounds themselves are allowed.
     api.create_token(1_000_000, 90 * 24 * 3600).await;
@@ -517,7 +532,10 @@ async fn enroll_refuses_unknown_expired_and_used_up_tokens() {
     let api = Api::new().await;
     let (_key, csr_pem) = rollgate_pki::new_client_key_and_csr("web-1").unwrap();
     let request = |token: &str| {
-        json_req(anonymous(Method::POST, "/v1/enroll"), &json!({"token": token, "csr_pem": csr_pem, "hostname": "web-1", "os": "Linux"}))
+        json_req(
+            anonymous(Method::POST, "/v1/enroll"),
+            &json!({"token": token, "csr_pem": csr_pem, "hostname": "web-1", "os": "Linux"}),
+        )
     };
 
     // An expired token, written straight into the store with an expiry in the past: the route
@@ -526,14 +544,21 @@ async fn enroll_refuses_unknown_expired_and_used_up_tokens() {
     let now = Timestamp::now();
     api.state
         .store
-        .create_enroll_token(&secret_hash(expired), 5, now - SignedDuration::from_secs(1), now - SignedDuration::from_secs(3600))
+        .create_enroll_token(
+            &secret_hash(expired),
+            5,
+            now - SignedDuration::from_secs(1),
+            now - SignedDuration::from_secs(3600),
+        )
         .await
         .unwrap();
     let used_up = api.create_token(1, 600).await;
     api.ok(request(&used_up), StatusCode::OK).await;
     let before = api.snapshot().await;
 
-    for (what, token) in [("unknown", "no-such-token"), ("empty", ""), ("expired", expired), ("used up", used_up.as_str())] {
+    for (what, token) in
+        [("unknown", "no-such-token"), ("empty", ""), ("expired", expired), ("used up", used_up.as_str())]
+    {
         let message = api.fails(request(token), StatusCode::UNAUTHORIZED, "enroll_refused").await;
         assert!(message.contains("token"), "{what}: {message}");
     }
@@ -570,7 +595,9 @@ async fn enroll_rejects_a_bad_csr_host_or_labels_without_using_up_the_token() {
         ("65 labels", with(&valid, json!({"labels": too_many_labels}))),
     ];
     for (what, body) in cases {
-        let message = api.fails(json_req(anonymous(Method::POST, "/v1/enroll"), &body), StatusCode::BAD_REQUEST, "bad_request").await;
+        let message = api
+            .fails(json_req(anonymous(Method::POST, "/v1/enroll"), &body), StatusCode::BAD_REQUEST, "bad_request")
+            .await;
         assert!(!message.is_empty(), "{what}");
     }
     assert_eq!(api.snapshot().await, before);
@@ -590,7 +617,11 @@ async fn enroll_rejects_a_bad_csr_host_or_labels_without_using_up_the_token() {
 fn agent_routes(set_id: i64, sha256: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
         (Method::GET, "/v1/agent/work".into(), None),
-        (Method::PUT, "/v1/agent/inventory".into(), Some(json!({"hostname": "evil", "os": "x", "labels": {"site": "evil"}}))),
+        (
+            Method::PUT,
+            "/v1/agent/inventory".into(),
+            Some(json!({"hostname": "evil", "os": "x", "labels": {"site": "evil"}})),
+        ),
         (Method::POST, "/v1/agent/reports".into(), Some(report_body(set_id, 1, "attempt_started"))),
         (Method::GET, format!("/v1/agent/packages/{sha256}"), None),
     ]
@@ -714,14 +745,19 @@ async fn package_upload_rejects_bad_names_modules_hashes_and_empty_bodies_leavin
         assert_eq!(api.snapshot().await, before, "{what} changed something");
     }
     // A body that breaks off half-way, as when the client's connection drops.
-    let broken: Vec<Result<Bytes, std::io::Error>> =
-        vec![Ok(Bytes::from_static(b"the package")), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away"))];
-    let req = admin(Method::PUT, "/v1/packages/app/1.0").body(Body::from_stream(futures_util::stream::iter(broken))).unwrap();
+    let broken: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(b"the package")),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+    ];
+    let req =
+        admin(Method::PUT, "/v1/packages/app/1.0").body(Body::from_stream(futures_util::stream::iter(broken))).unwrap();
     let message = api.fails(req, StatusCode::BAD_REQUEST, "bad_request").await;
     assert!(message.contains("interrupted"), "{message}");
     assert_eq!(api.snapshot().await, before, "the broken upload changed something");
 
-    let mismatch = api.fails(upload("/v1/packages/app/1.0", Some(&other_sha), bytes), StatusCode::BAD_REQUEST, "bad_request").await;
+    let mismatch = api
+        .fails(upload("/v1/packages/app/1.0", Some(&other_sha), bytes), StatusCode::BAD_REQUEST, "bad_request")
+        .await;
     assert!(mismatch.contains(&good_sha) && mismatch.contains(&other_sha), "{mismatch}");
 
     // The control: the same bytes with their hash, upper-case as some tools print it.
@@ -743,7 +779,8 @@ async fn package_upload_over_the_size_limit_is_413_and_leaves_nothing() {
     api.fails(one_piece, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
     assert_eq!(api.snapshot().await, before);
     let chunks: Vec<Result<Bytes, std::io::Error>> = (1..=3u8).map(|b| Ok(Bytes::from(vec![b; 6]))).collect();
-    let streamed = admin(Method::PUT, "/v1/packages/app/1.0").body(Body::from_stream(futures_util::stream::iter(chunks))).unwrap();
+    let streamed =
+        admin(Method::PUT, "/v1/packages/app/1.0").body(Body::from_stream(futures_util::stream::iter(chunks))).unwrap();
     api.fails(streamed, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
     assert_eq!(api.snapshot().await, before);
 
@@ -828,7 +865,8 @@ async fn set_creation_rejects_bad_input_and_duplicate_names() {
         ("step timeout above a day", with(&valid, json!({"step_timeout_secs": 24 * 3600 + 1}))),
     ];
     for (what, body) in cases {
-        let message = api.fails(json_req(admin(Method::POST, "/v1/sets"), &body), StatusCode::BAD_REQUEST, "bad_request").await;
+        let message =
+            api.fails(json_req(admin(Method::POST, "/v1/sets"), &body), StatusCode::BAD_REQUEST, "bad_request").await;
         assert!(!message.is_empty(), "{what}");
     }
     assert_eq!(api.snapshot().await, before);
@@ -838,7 +876,8 @@ async fn set_creation_rejects_bad_input_and_duplicate_names() {
     assert_eq!(created["endpoints"], json!([{"id": a.id, "state": "pending", "attempts": 0, "reason": null}]));
     let after_create = api.snapshot().await;
     let duplicate = with(&valid, json!({"max_in_flight": 5, "target": a.id}));
-    let message = api.fails(json_req(admin(Method::POST, "/v1/sets"), &duplicate), StatusCode::CONFLICT, "conflict").await;
+    let message =
+        api.fails(json_req(admin(Method::POST, "/v1/sets"), &duplicate), StatusCode::CONFLICT, "conflict").await;
     assert!(message.contains("s1"), "{message}");
     assert_eq!(api.snapshot().await, after_create);
     assert_eq!(api.show_set("s1").await["max_in_flight"], 1);
@@ -852,15 +891,21 @@ async fn set_lookups_and_actions_refuse_unknown_names_and_illegal_transitions() 
     api.fails(empty(admin(Method::GET, "/v1/sets/nope")), StatusCode::NOT_FOUND, "not_found").await;
     api.fails(empty(admin(Method::GET, "/v1/endpoints/ep-0000000000000000")), StatusCode::NOT_FOUND, "not_found").await;
     for action in ["pause", "resume", "cancel"] {
-        api.fails(empty(admin(Method::POST, &format!("/v1/sets/nope/{action}"))), StatusCode::NOT_FOUND, "not_found").await;
+        api.fails(empty(admin(Method::POST, &format!("/v1/sets/nope/{action}"))), StatusCode::NOT_FOUND, "not_found")
+            .await;
     }
     for action in ["restart", "delete", "PAUSE", "start", "finish"] {
-        let message = api.fails(empty(admin(Method::POST, &format!("/v1/sets/s1/{action}"))), StatusCode::NOT_FOUND, "not_found").await;
+        let message = api
+            .fails(empty(admin(Method::POST, &format!("/v1/sets/s1/{action}"))), StatusCode::NOT_FOUND, "not_found")
+            .await;
         assert!(message.contains(action), "{message}");
     }
     api.fails(empty(admin(Method::POST, "/v1/sets/s1/resume")), StatusCode::CONFLICT, "invalid_state").await;
     assert_eq!(api.snapshot().await, before);
-    assert_eq!(api.ok(empty(admin(Method::GET, &format!("/v1/endpoints/{}", agent.id))), StatusCode::OK).await["history"], json!([]));
+    assert_eq!(
+        api.ok(empty(admin(Method::GET, &format!("/v1/endpoints/{}", agent.id))), StatusCode::OK).await["history"],
+        json!([])
+    );
 
     // Paused: a second pause is refused and leaves the reason alone.
     let paused = api.ok(empty(admin(Method::POST, "/v1/sets/s1/pause")), StatusCode::OK).await;
@@ -872,7 +917,9 @@ async fn set_lookups_and_actions_refuse_unknown_names_and_illegal_transitions() 
     let cancelled = api.ok(empty(admin(Method::POST, "/v1/sets/s1/cancel")), StatusCode::OK).await;
     assert_eq!(cancelled["state"], "cancelled");
     for action in ["pause", "resume", "cancel"] {
-        let message = api.fails(empty(admin(Method::POST, &format!("/v1/sets/s1/{action}"))), StatusCode::CONFLICT, "invalid_state").await;
+        let message = api
+            .fails(empty(admin(Method::POST, &format!("/v1/sets/s1/{action}"))), StatusCode::CONFLICT, "invalid_state")
+            .await;
         assert!(message.contains("cancelled"), "{message}");
     }
     assert_eq!(api.show_set("s1").await, cancelled);
@@ -914,7 +961,10 @@ async fn reports_reject_bad_fields_foreign_sets_and_work_without_a_slot() {
         assert!(message.contains("no slot"), "{message}");
     }
     assert_eq!(api.snapshot().await, before);
-    assert_eq!(api.ok(empty(admin(Method::GET, &format!("/v1/endpoints/{}", a.id))), StatusCode::OK).await["history"], json!([]));
+    assert_eq!(
+        api.ok(empty(admin(Method::GET, &format!("/v1/endpoints/{}", a.id))), StatusCode::OK).await["history"],
+        json!([])
+    );
 
     // Once finished, a contradicting final report is refused and the outcome stays.
     assert!(api.tick(sa).await);
@@ -992,7 +1042,13 @@ async fn attempts_start_one_after_the_other_within_the_sets_limit() {
         ("attempt_started", 4, out_of_order, 3, vec![(1, "failed"), (2, "failed"), (3, "in_progress")]),
         // The last attempt ends with the job's outcome, as the agent reports it.
         ("rolled_back", 3, None, 3, vec![(1, "failed"), (2, "failed"), (3, "rolled_back")]),
-        ("attempt_started", 4, Some((StatusCode::CONFLICT, "no_slot")), 3, vec![(1, "failed"), (2, "failed"), (3, "rolled_back")]),
+        (
+            "attempt_started",
+            4,
+            Some((StatusCode::CONFLICT, "no_slot")),
+            3,
+            vec![(1, "failed"), (2, "failed"), (3, "rolled_back")],
+        ),
     ];
     for (kind, attempt, refusal, attempts, expected_history) in steps {
         let step = format!("{kind} {attempt}");
@@ -1043,8 +1099,11 @@ async fn starting_the_next_attempt_leaves_one_attempt_in_progress() {
     api.ok(post(&report_body(sa, 2, "attempt_started")), StatusCode::OK).await;
     assert_eq!(member_of(&api, "sa", &a).await["attempts"], 2);
     let history = history(&api, &a).await;
-    let running: Vec<u64> =
-        attempt_outcomes(&history).into_iter().filter(|(_, outcome)| outcome == "in_progress").map(|(n, _)| n).collect();
+    let running: Vec<u64> = attempt_outcomes(&history)
+        .into_iter()
+        .filter(|(_, outcome)| outcome == "in_progress")
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(running, vec![2], "{history:?}");
 }
 
@@ -1069,7 +1128,9 @@ async fn reports_with_a_wrong_or_invalid_version_or_a_long_phase_are_400_and_sto
             let valid = report_body(set_id, 1, kind);
             // The set installs 2.0: a report about another version is about some other job.
             for other in ["3.0", "1.0", "2.0.0"] {
-                let message = api.fails(post(&with(&valid, json!({"to_version": other}))), StatusCode::BAD_REQUEST, "bad_request").await;
+                let message = api
+                    .fails(post(&with(&valid, json!({"to_version": other}))), StatusCode::BAD_REQUEST, "bad_request")
+                    .await;
                 assert!(message.contains(other) && message.contains("2.0"), "{phase}, {kind} to {other}: {message}");
             }
             let invalid = vec![
@@ -1096,7 +1157,10 @@ async fn reports_with_a_wrong_or_invalid_version_or_a_long_phase_are_400_and_sto
 
     // The controls: a phase of exactly 32 bytes, and no from_version at all (nothing was
     // installed before), are fine.
-    let body = with(&report_body(set_id, 1, "attempt_failed"), json!({"phase": "p".repeat(32), "reason": "boom", "from_version": null}));
+    let body = with(
+        &report_body(set_id, 1, "attempt_failed"),
+        json!({"phase": "p".repeat(32), "reason": "boom", "from_version": null}),
+    );
     api.ok(post(&body), StatusCode::OK).await;
     assert_eq!(attempt_outcomes(&history(&api, &agent).await), vec![(1, "failed".to_string())]);
 }
@@ -1127,7 +1191,9 @@ async fn heartbeats_count_for_the_current_attempt_only_and_keep_its_slot() {
     assert_eq!(api.snapshot().await, before);
     // For an attempt that has not started: the agent must not be working on it.
     for attempt in [2, 3, 20] {
-        let message = api.fails(post(&report_body(set_id, attempt, "heartbeat")), StatusCode::CONFLICT, "attempt_not_started").await;
+        let message = api
+            .fails(post(&report_body(set_id, attempt, "heartbeat")), StatusCode::CONFLICT, "attempt_not_started")
+            .await;
         assert!(message.contains(&format!("attempt {attempt} was never started")), "{message}");
     }
     assert_eq!(api.snapshot().await, before);
@@ -1157,7 +1223,14 @@ async fn download_refuses_bad_and_unknown_package_ids() {
     let known = sha256_hex(b"package bytes of app 2.0");
     let get = |id: &str| empty(as_agent(&agent, Method::GET, &format!("/v1/agent/packages/{id}")));
 
-    for bad in [known.to_uppercase(), known[..63].to_string(), format!("{known}0"), "g".repeat(64), "..".into(), "%2E%2E%2Fsha256".into()] {
+    for bad in [
+        known.to_uppercase(),
+        known[..63].to_string(),
+        format!("{known}0"),
+        "g".repeat(64),
+        "..".into(),
+        "%2E%2E%2Fsha256".into(),
+    ] {
         api.fails(get(&bad), StatusCode::BAD_REQUEST, "bad_request").await;
     }
     // Well-formed, but no package has these bytes.
@@ -1243,16 +1316,21 @@ async fn held_poll_returns_as_soon_as_work_is_assigned() {
     let (_, etag) = api.work(&agent).await;
     let held = {
         let app = api.app.clone();
-        let req = as_agent(&agent, Method::GET, "/v1/agent/work?wait=25").header(IF_NONE_MATCH, &etag).body(Body::empty()).unwrap();
+        let req = as_agent(&agent, Method::GET, "/v1/agent/work?wait=25")
+            .header(IF_NONE_MATCH, &etag)
+            .body(Body::empty())
+            .unwrap();
         tokio::spawn(async move { app.oneshot(req).await.unwrap() })
     };
     assert!(api.tick(set["id"].as_i64().unwrap()).await);
     api.state.announce_change();
     // Far below `wait`: the change, not the deadline, ends the poll.
-    let response = tokio::time::timeout(Duration::from_secs(10), held).await.expect("the change wakes the poll").unwrap();
+    let response =
+        tokio::time::timeout(Duration::from_secs(10), held).await.expect("the change wakes the poll").unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_ne!(response.headers()[ETAG], etag.as_str());
-    let body: Value = serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+    let body: Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
     assert_eq!(body["assignment"]["set_name"], "s1");
 }
 
@@ -1292,7 +1370,10 @@ async fn malformed_query_strings_and_path_parameters_are_400_json_and_change_not
     for (part, req) in cases {
         let what = format!("{} {}", req.method(), req.uri());
         let message = api.fails(req, StatusCode::BAD_REQUEST, "bad_request").await;
-        assert!(message.contains(&format!("invalid {part}")), "{what}: the message should name the bad {part}: {message}");
+        assert!(
+            message.contains(&format!("invalid {part}")),
+            "{what}: the message should name the bad {part}: {message}"
+        );
     }
     assert_eq!(api.snapshot().await, before);
     assert_eq!(api.show_set("s1").await["state"], "active", "the refused cancel left the set alone");
@@ -1350,10 +1431,24 @@ async fn json_bodies_over_2_mib_are_413_too_large_and_change_nothing() {
     // just under the limit: such a body is read and judged on its content, which shows that
     // the 413 is about the size alone.
     let routes = vec![
-        (Method::POST, "/v1/enroll-tokens", json!({"uses": 1, "ttl_secs": 60}), "padding", StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            Method::POST,
+            "/v1/enroll-tokens",
+            json!({"uses": 1, "ttl_secs": 60}),
+            "padding",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
         (Method::PUT, "/v1/agent/inventory", inventory_body(), "os", StatusCode::BAD_REQUEST, "bad_request"),
         // The set has not released the endpoint yet.
-        (Method::POST, "/v1/agent/reports", report_body(set_id, 1, "attempt_started"), "reason", StatusCode::CONFLICT, "no_slot"),
+        (
+            Method::POST,
+            "/v1/agent/reports",
+            report_body(set_id, 1, "attempt_started"),
+            "reason",
+            StatusCode::CONFLICT,
+            "no_slot",
+        ),
     ];
     let builder = |method: &Method, uri: &str| {
         if uri.starts_with("/v1/agent/") {
@@ -1365,7 +1460,8 @@ async fn json_bodies_over_2_mib_are_413_too_large_and_change_nothing() {
     for (method, uri, template, field, under_status, under_code) in routes {
         for size in [JSON_LIMIT_BYTES + 1, 3 * JSON_LIMIT_BYTES / 2] {
             let body = padded_to(&template, field, size);
-            let message = api.fails(json_req(builder(&method, uri), &body), StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+            let message =
+                api.fails(json_req(builder(&method, uri), &body), StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
             assert!(message.contains("2 MiB"), "{method} {uri} with {size} bytes: {message}");
         }
         let body = padded_to(&template, field, JSON_LIMIT_BYTES - 1024);
@@ -1381,11 +1477,14 @@ async fn json_bodies_over_2_mib_are_413_too_large_and_change_nothing() {
 async fn upload_create_tick_then_the_agent_gets_its_assignment_and_reports_success() {
     let api = Api::new().await;
     let agent = api.enroll("web-1", json!({"site": "berlin"})).await;
-    api.ok(json_req(as_agent(&agent, Method::PUT, "/v1/agent/inventory"), &inventory_body()), StatusCode::NO_CONTENT).await;
+    api.ok(json_req(as_agent(&agent, Method::PUT, "/v1/agent/inventory"), &inventory_body()), StatusCode::NO_CONTENT)
+        .await;
     let bytes = b"app 2.0 payload";
     let package = api.upload("app", "2.0", bytes).await;
     assert_eq!(package["id"], "app@2.0");
-    let set = api.create_set(&with(&set_body("s1", "site=berlin"), json!({"backoff_secs": 5, "step_timeout_secs": 60}))).await;
+    let set = api
+        .create_set(&with(&set_body("s1", "site=berlin"), json!({"backoff_secs": 5, "step_timeout_secs": 60})))
+        .await;
     let set_id = set["id"].as_i64().unwrap();
     assert_eq!(set["counts"]["pending"], 1);
 

@@ -237,7 +237,13 @@ pub trait Store: Send + Sync + 'static {
     async fn listen_changes(&self, on_change: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()>;
 
     /// Stores a new enrollment token by its hash.
-    async fn create_enroll_token(&self, token_sha256: &str, uses: u32, expires_at: Timestamp, now: Timestamp) -> Result<()>;
+    async fn create_enroll_token(
+        &self,
+        token_sha256: &str,
+        uses: u32,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()>;
     /// Uses one enrollment of a token and creates the endpoint, in one transaction.
     async fn enroll(&self, token_sha256: &str, endpoint: &EndpointRecord, now: Timestamp) -> Result<()>;
 

@@ -60,7 +60,10 @@ impl std::fmt::Debug for SqlStore {
 /// Settings every SQLite connection needs; the journal mode is the writer's to set.
 fn sqlite_pragmas(
     read_only: bool,
-) -> impl for<'c> Fn(&'c mut sqlx::AnyConnection, sqlx::pool::PoolConnectionMetadata) -> BoxFuture<'c, std::result::Result<(), sqlx::Error>>
+) -> impl for<'c> Fn(
+    &'c mut sqlx::AnyConnection,
+    sqlx::pool::PoolConnectionMetadata,
+) -> BoxFuture<'c, std::result::Result<(), sqlx::Error>>
        + Send
        + Sync
        + 'static {
@@ -95,9 +98,17 @@ impl SqlStore {
     pub async fn open_sqlite(path: &Path) -> Result<SqlStore> {
         sqlx::any::install_default_drivers();
         let url = format!("sqlite://{}", path.display());
-        let writer = AnyPoolOptions::new().max_connections(1).after_connect(sqlite_pragmas(false)).connect(&format!("{url}?mode=rwc")).await?;
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(sqlite_pragmas(false))
+            .connect(&format!("{url}?mode=rwc"))
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = AnyPoolOptions::new().max_connections(4).after_connect(sqlite_pragmas(true)).connect(&format!("{url}?mode=ro")).await?;
+        let reader = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(sqlite_pragmas(true))
+            .connect(&format!("{url}?mode=ro"))
+            .await?;
         Ok(SqlStore { writer, reader, dialect: Dialect::Sqlite, listen: None })
     }
 
@@ -127,7 +138,12 @@ impl SqlStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let channel = format!("rollgate_changes_{schema}");
-        Ok(SqlStore { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres, listen: Some((url.to_string(), channel)) })
+        Ok(SqlStore {
+            writer: pool.clone(),
+            reader: pool,
+            dialect: Dialect::Postgres,
+            listen: Some((url.to_string(), channel)),
+        })
     }
 
     /// Opens the store a URL names: `postgres://…` (with an optional schema) or a SQLite path.
@@ -145,7 +161,13 @@ impl SqlStore {
         self.dialect
     }
 
-    async fn enroll_in(&self, tx: &mut Transaction<'_, Any>, token_sha256: &str, endpoint: &EndpointRecord, now: Timestamp) -> Result<()> {
+    async fn enroll_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        token_sha256: &str,
+        endpoint: &EndpointRecord,
+        now: Timestamp,
+    ) -> Result<()> {
         // One conditional update takes a use, so two servers enrolling with the last use of a
         // token at the same moment cannot both succeed.
         let taken = sqlx::query(
@@ -181,11 +203,23 @@ impl SqlStore {
         .bind(endpoint.last_seen.map(ms))
         .execute(&mut **tx)
         .await
-        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(format!("endpoint {} exists", endpoint.id)) } else { e.into() })?;
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("endpoint {} exists", endpoint.id))
+            } else {
+                e.into()
+            }
+        })?;
         Ok(())
     }
 
-    async fn create_set_in(&self, tx: &mut Transaction<'_, Any>, s: &NewSet, members: &[(String, u32)], now: Timestamp) -> Result<SetRecord> {
+    async fn create_set_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        s: &NewSet,
+        members: &[(String, u32)],
+        now: Timestamp,
+    ) -> Result<SetRecord> {
         let state = if s.start_at.is_some_and(|t| t > now) { SetState::Scheduled } else { SetState::Active };
         let id: i64 = sqlx::query(
             "INSERT INTO upgrade_sets (name, product, version, selector, max_in_flight, max_attempts, start_at, window_spec, seed,
@@ -239,7 +273,14 @@ impl SqlStore {
         Ok(record)
     }
 
-    async fn change_set_state_in(&self, tx: &mut Transaction<'_, Any>, name: &str, event: SetEvent, reason: &str, now: Timestamp) -> Result<SetRecord> {
+    async fn change_set_state_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        name: &str,
+        event: SetEvent,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<SetRecord> {
         let sql = format!("SELECT id FROM upgrade_sets WHERE name = $1{}", self.for_update());
         let id: i64 = sqlx::query(&sql)
             .bind(name)
@@ -255,12 +296,20 @@ impl SqlStore {
         Ok(record)
     }
 
-    async fn tick_set_in(&self, tx: &mut Transaction<'_, Any>, set_id: i64, params: TickParams, now: Timestamp) -> Result<bool> {
+    async fn tick_set_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        set_id: i64,
+        params: TickParams,
+        now: Timestamp,
+    ) -> Result<bool> {
         if self.dialect == Dialect::Postgres {
             // Ticks of different sets decide about the same endpoints (one slot per endpoint
             // across sets), so replicas take turns; the lock ends with the transaction.
             // Keyed by schema, so installations sharing a database do not wait for each other.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('rollgate-tick:' || current_schema()))").execute(&mut **tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('rollgate-tick:' || current_schema()))")
+                .execute(&mut **tx)
+                .await?;
         }
         let set = self.load_set(tx, set_id).await?;
         if set.state == SetState::Completed {
@@ -368,11 +417,12 @@ impl SqlStore {
             }
         }
         // The invariant, checked against what is about to be committed.
-        let in_flight: i64 = sqlx::query("SELECT COUNT(*) AS n FROM set_members WHERE set_id = $1 AND state = 'in_progress'")
-            .bind(set_id)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("n")?;
+        let in_flight: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM set_members WHERE set_id = $1 AND state = 'in_progress'")
+                .bind(set_id)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("n")?;
         let before = members.iter().filter(|m| m.member.holds_slot()).count() as i64;
         if in_flight > i64::from(set.spec.max_in_flight) && in_flight > before {
             return Err(StoreError::Corrupt(format!(
@@ -384,7 +434,13 @@ impl SqlStore {
         Ok(true)
     }
 
-    async fn record_report_in(&self, tx: &mut Transaction<'_, Any>, endpoint_id: &str, r: &ReportRecord, now: Timestamp) -> Result<Applied> {
+    async fn record_report_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        endpoint_id: &str,
+        r: &ReportRecord,
+        now: Timestamp,
+    ) -> Result<Applied> {
         let set = self.load_set(tx, r.set_id).await?;
         let row = sqlx::query("SELECT * FROM set_members WHERE set_id = $1 AND endpoint_id = $2")
             .bind(r.set_id)
@@ -401,11 +457,14 @@ impl SqlStore {
         }
         let mut member = record.member.clone();
         let event = match r.kind {
-            ReportKindRecord::AttemptStarted => MemberEvent::AttemptStarted { attempt: r.attempt, max_attempts: set.spec.max_attempts },
-            ReportKindRecord::Heartbeat => MemberEvent::Heartbeat { attempt: r.attempt },
-            ReportKindRecord::AttemptFailed => {
-                MemberEvent::AttemptFailed { attempt: r.attempt, reason: r.reason.clone().unwrap_or_else(|| "no reason given".into()) }
+            ReportKindRecord::AttemptStarted => {
+                MemberEvent::AttemptStarted { attempt: r.attempt, max_attempts: set.spec.max_attempts }
             }
+            ReportKindRecord::Heartbeat => MemberEvent::Heartbeat { attempt: r.attempt },
+            ReportKindRecord::AttemptFailed => MemberEvent::AttemptFailed {
+                attempt: r.attempt,
+                reason: r.reason.clone().unwrap_or_else(|| "no reason given".into()),
+            },
             ReportKindRecord::Finished(outcome) => MemberEvent::Finished { outcome, reason: r.reason.clone() },
         };
         let applied = member.apply(event)?;
@@ -655,13 +714,15 @@ async fn save_set_state(
     now: Timestamp,
 ) -> Result<()> {
     let finished = state.is_terminal().then_some(ms(now));
-    sqlx::query("UPDATE upgrade_sets SET state = $1, state_reason = $2, finished_at = COALESCE(finished_at, $3) WHERE id = $4")
-        .bind(state.as_str())
-        .bind(reason)
-        .bind(finished)
-        .bind(set_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE upgrade_sets SET state = $1, state_reason = $2, finished_at = COALESCE(finished_at, $3) WHERE id = $4",
+    )
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(finished)
+    .bind(set_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -673,11 +734,13 @@ impl Store for SqlStore {
     }
 
     async fn put_meta(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -721,15 +784,29 @@ impl Store for SqlStore {
         }
     }
 
-    async fn create_enroll_token(&self, token_sha256: &str, uses: u32, expires_at: Timestamp, now: Timestamp) -> Result<()> {
-        sqlx::query("INSERT INTO enroll_tokens (token_sha256, uses_left, expires_at, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_sha256)
-            .bind(i64::from(uses))
-            .bind(ms(expires_at))
-            .bind(ms(now))
-            .execute(&self.writer)
-            .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("that enrollment token exists already".into()) } else { e.into() })?;
+    async fn create_enroll_token(
+        &self,
+        token_sha256: &str,
+        uses: u32,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO enroll_tokens (token_sha256, uses_left, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_sha256)
+        .bind(i64::from(uses))
+        .bind(ms(expires_at))
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("that enrollment token exists already".into())
+            } else {
+                e.into()
+            }
+        })?;
         Ok(())
     }
 
@@ -824,7 +901,10 @@ impl Store for SqlStore {
     }
 
     async fn package_sha_exists(&self, sha256: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1").bind(sha256).fetch_optional(&self.reader).await?;
+        let row = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
+            .bind(sha256)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.is_some())
     }
 
@@ -832,7 +912,9 @@ impl Store for SqlStore {
         let rows = sqlx::query("SELECT * FROM packages").fetch_all(&self.reader).await?;
         let mut packages = rows.iter().map(package_from_row).collect::<Result<Vec<_>>>()?;
         // Version order is the core's, not SQL's.
-        packages.sort_by(|a, b| a.product.cmp(&b.product).then_with(|| rollgate_core::version::compare(&a.version, &b.version)));
+        packages.sort_by(|a, b| {
+            a.product.cmp(&b.product).then_with(|| rollgate_core::version::compare(&a.version, &b.version))
+        });
         Ok(packages)
     }
 
@@ -869,7 +951,10 @@ impl Store for SqlStore {
     }
 
     async fn set_members(&self, set_id: i64) -> Result<Vec<MemberRecord>> {
-        let rows = sqlx::query("SELECT * FROM set_members WHERE set_id = $1 ORDER BY rank").bind(set_id).fetch_all(&self.reader).await?;
+        let rows = sqlx::query("SELECT * FROM set_members WHERE set_id = $1 ORDER BY rank")
+            .bind(set_id)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(member_from_row).collect()
     }
 

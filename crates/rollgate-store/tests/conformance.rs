@@ -33,7 +33,9 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use rollgate_core::member::MemberState;
 use rollgate_store::SqlStore;
-use rollgate_store::{EndpointRecord, NewSet, PackageRecord, ReportKindRecord, ReportRecord, SetRecord, Store, TickParams};
+use rollgate_store::{
+    EndpointRecord, NewSet, PackageRecord, ReportKindRecord, ReportRecord, SetRecord, Store, TickParams,
+};
 
 /// One backend under test: a fresh, empty store and whatever keeps it alive.
 pub struct Backend {
@@ -222,7 +224,13 @@ pub fn expect(pairs: &[(&str, MemberState)]) -> Vec<(String, MemberState)> {
 
 /// The endpoints holding a slot in the set, in rank order.
 pub async fn in_flight(s: &dyn Store, set_id: i64) -> Vec<String> {
-    s.set_members(set_id).await.unwrap().into_iter().filter(|m| m.member.state == MemberState::InProgress).map(|m| m.endpoint_id).collect()
+    s.set_members(set_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.member.state == MemberState::InProgress)
+        .map(|m| m.endpoint_id)
+        .collect()
 }
 
 /// A report from [`FROM`] to [`TARGET`] with the agent's clock at `at`.

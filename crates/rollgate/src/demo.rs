@@ -96,7 +96,15 @@ async fn start_server(exe: &Path, dir: &Path) -> anyhow::Result<(Child, String)>
     bail!("the server did not start within 15 s; see {}", dir.join("server.log").display())
 }
 
-fn spawn_agent(exe: &Path, dir: &Path, url: &str, ca: &Path, token: &str, i: u32, broken: bool) -> anyhow::Result<Child> {
+fn spawn_agent(
+    exe: &Path,
+    dir: &Path,
+    url: &str,
+    ca: &Path,
+    token: &str,
+    i: u32,
+    broken: bool,
+) -> anyhow::Result<Child> {
     let state = dir.join("agents").join(format!("agent-{i:03}"));
     std::fs::create_dir_all(&state)?;
     let log = std::fs::File::create(state.with_extension("log"))?;
@@ -132,7 +140,10 @@ async fn run_set(api: &Api, body: CreateSet) -> anyhow::Result<SetView> {
     let name = body.name.clone();
     let created: SetView = api.post("/v1/sets", &body).await?;
     let total = created.endpoints.len() as u64;
-    println!("\nUpgrade Set `{name}`: {} -> {} on {total} endpoints, at most {} at once, {} attempts each", body.product, body.version, body.max_in_flight, body.max_attempts);
+    println!(
+        "\nUpgrade Set `{name}`: {} -> {} on {total} endpoints, at most {} at once, {} attempts each",
+        body.product, body.version, body.max_in_flight, body.max_attempts
+    );
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("  {bar:32.green/white} {pos}/{len} done  {msg}")
@@ -142,7 +153,10 @@ async fn run_set(api: &Api, body: CreateSet) -> anyhow::Result<SetView> {
         let set: SetView = api.get(&format!("/v1/sets/{name}")).await?;
         let c = &set.counts;
         bar.set_position(c.succeeded + c.failed + c.rolled_back);
-        bar.set_message(format!("upgrading {}  ok {}  failed {}  rolled back {}", c.in_progress, c.succeeded, c.failed, c.rolled_back));
+        bar.set_message(format!(
+            "upgrading {}  ok {}  failed {}  rolled back {}",
+            c.in_progress, c.succeeded, c.failed, c.rolled_back
+        ));
         if set.state == "completed" {
             bar.finish();
             return Ok(set);
@@ -198,7 +212,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn drive(exe: &Path, dir: &Path, url: &str, n: u32, fleet: &mut Fleet) -> anyhow::Result<()> {
     let conn = Conn::for_data_dir(&dir.join("server"));
     let api = conn.connect()?;
-    let token: EnrollTokenCreated = api.post("/v1/enroll-tokens", &CreateEnrollToken { uses: n, ttl_secs: 600 }).await?;
+    let token: EnrollTokenCreated =
+        api.post("/v1/enroll-tokens", &CreateEnrollToken { uses: n, ttl_secs: 600 }).await?;
     let ca = dir.join("server").join("ca.pem");
     let broken = n / 2;
     for i in 0..n {
@@ -236,7 +251,13 @@ async fn drive(exe: &Path, dir: &Path, url: &str, n: u32, fleet: &mut Fleet) -> 
         .iter()
         .map(|e| {
             let host = endpoints.iter().find(|x| x.id == e.id).map_or("", |x| x.hostname.as_str());
-            vec![e.id.clone(), host.to_string(), e.state.clone(), e.attempts.to_string(), e.reason.clone().unwrap_or_default()]
+            vec![
+                e.id.clone(),
+                host.to_string(),
+                e.state.clone(),
+                e.attempts.to_string(),
+                e.reason.clone().unwrap_or_default(),
+            ]
         })
         .collect();
     output::table(&["ENDPOINT", "HOST", "STATE", "ATTEMPTS", "REASON"], &rows);
@@ -252,9 +273,22 @@ async fn drive(exe: &Path, dir: &Path, url: &str, n: u32, fleet: &mut Fleet) -> 
     );
     for h in &histories {
         if h.endpoint.labels.get("demo").map(String::as_str) == Some(BROKEN_LABEL) {
-            println!("\n{} ({}) still runs {} {}; its history:", h.endpoint.id, h.endpoint.hostname, PRODUCT, h.endpoint.products.get(PRODUCT).map_or("?", String::as_str));
+            println!(
+                "\n{} ({}) still runs {} {}; its history:",
+                h.endpoint.id,
+                h.endpoint.hostname,
+                PRODUCT,
+                h.endpoint.products.get(PRODUCT).map_or("?", String::as_str)
+            );
             for a in h.history.iter().filter(|a| a.set == upgrade.name) {
-                println!("  attempt {}: {} -> {}  {}  {}", a.attempt, a.from_version.as_deref().unwrap_or("-"), a.to_version, a.outcome, a.reason.as_deref().unwrap_or(""));
+                println!(
+                    "  attempt {}: {} -> {}  {}  {}",
+                    a.attempt,
+                    a.from_version.as_deref().unwrap_or("-"),
+                    a.to_version,
+                    a.outcome,
+                    a.reason.as_deref().unwrap_or("")
+                );
             }
         }
     }

@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use rollgate_wire::{CreateEnrollToken, CreateSet, EndpointDetail, EndpointView, EnrollTokenCreated, ErrorBody, PackageInfo, SetView};
+use rollgate_wire::{
+    CreateEnrollToken, CreateSet, EndpointDetail, EndpointView, EnrollTokenCreated, ErrorBody, PackageInfo, SetView,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -64,8 +66,10 @@ impl Conn {
             bail!("--server must be an https:// URL, not `{base}`: Rollgate speaks HTTPS only");
         }
         let ca_path = self.ca.clone().unwrap_or_else(|| self.data_dir.join("ca.pem"));
-        let ca_pem = std::fs::read(&ca_path).with_context(|| format!("while reading the CA certificate {}", ca_path.display()))?;
-        let ca = reqwest::Certificate::from_pem(&ca_pem).with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
+        let ca_pem = std::fs::read(&ca_path)
+            .with_context(|| format!("while reading the CA certificate {}", ca_path.display()))?;
+        let ca = reqwest::Certificate::from_pem(&ca_pem)
+            .with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
         let token = match &self.token {
             Some(t) => t.trim().to_string(),
             None => read_default(&self.data_dir, "admin.token", "--token")?,
@@ -97,7 +101,8 @@ impl Api {
             };
             bail!("{message} (HTTP {})", status.as_u16());
         }
-        serde_json::from_slice(&body).with_context(|| format!("unexpected answer from the server: {}", String::from_utf8_lossy(&body)))
+        serde_json::from_slice(&body)
+            .with_context(|| format!("unexpected answer from the server: {}", String::from_utf8_lossy(&body)))
     }
 
     /// GET a JSON resource.
@@ -106,12 +111,24 @@ impl Api {
     }
 
     /// POST JSON, read JSON.
-    pub async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
     /// Uploads a package file, streaming it with a progress bar.
-    pub async fn upload(&self, file: &Path, product: &str, version: &str, module: &str, min_from: Option<&str>, quiet: bool) -> anyhow::Result<PackageInfo> {
+    pub async fn upload(
+        &self,
+        file: &Path,
+        product: &str,
+        version: &str,
+        module: &str,
+        min_from: Option<&str>,
+        quiet: bool,
+    ) -> anyhow::Result<PackageInfo> {
         rollgate_core::names::validate("product", product).map_err(anyhow::Error::msg)?;
         rollgate_core::version::validate(version).map_err(anyhow::Error::msg)?;
         if let Some(min) = min_from {
@@ -123,7 +140,10 @@ impl Api {
         }
         let sha256 = sha256_file(file).await?;
         let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(size) };
-        bar.set_style(ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_style(
+            ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         let handle = tokio::fs::File::open(file).await?;
         let progress = bar.clone();
         let stream = tokio_util::io::ReaderStream::new(handle).inspect(move |chunk| {
@@ -131,7 +151,8 @@ impl Api {
                 progress.inc(c.len() as u64);
             }
         });
-        let mut url = reqwest::Url::parse(&format!("{}/v1/packages/{product}/{version}", self.base)).context("bad product or version for a URL")?;
+        let mut url = reqwest::Url::parse(&format!("{}/v1/packages/{product}/{version}", self.base))
+            .context("bad product or version for a URL")?;
         url.query_pairs_mut().append_pair("module", module);
         if let Some(min) = min_from {
             url.query_pairs_mut().append_pair("min_from", min);
@@ -199,9 +220,12 @@ pub enum EnrollTokenCommand {
 /// `rollgate enroll-token ...`.
 pub async fn enroll_token(cmd: EnrollTokenCommand) -> anyhow::Result<()> {
     let EnrollTokenCommand::Create { uses, ttl, json, conn } = cmd;
-    let created: EnrollTokenCreated = conn.connect()?.post("/v1/enroll-tokens", &CreateEnrollToken { uses, ttl_secs: ttl }).await?;
+    let created: EnrollTokenCreated =
+        conn.connect()?.post("/v1/enroll-tokens", &CreateEnrollToken { uses, ttl_secs: ttl }).await?;
     if json {
-        return output::json(&serde_json::json!({ "token": created.token, "uses": created.uses, "expires_at": created.expires_at }));
+        return output::json(
+            &serde_json::json!({ "token": created.token, "uses": created.uses, "expires_at": created.expires_at }),
+        );
     }
     println!("{}", created.token);
     eprintln!("valid for {} enrollment(s) until {}", created.uses, created.expires_at);
@@ -263,7 +287,14 @@ pub async fn packages(cmd: PackagesCommand) -> anyhow::Result<()> {
             let rows = list
                 .iter()
                 .map(|p| {
-                    vec![p.product.clone(), p.version.clone(), p.module.clone(), p.min_from.clone().unwrap_or_default(), p.size.to_string(), p.sha256[..16].to_string()]
+                    vec![
+                        p.product.clone(),
+                        p.version.clone(),
+                        p.module.clone(),
+                        p.min_from.clone().unwrap_or_default(),
+                        p.size.to_string(),
+                        p.sha256[..16].to_string(),
+                    ]
                 })
                 .collect::<Vec<_>>();
             output::table(&["PRODUCT", "VERSION", "MODULE", "MIN-FROM", "BYTES", "SHA256"], &rows);
@@ -366,8 +397,18 @@ fn print_set(set: &SetView, json: bool) -> anyhow::Result<()> {
             "counts": set.counts, "endpoints": set.endpoints,
         }));
     }
-    println!("set {}: {} {} -> {} ({})", set.name, set.state, set.product, set.version, set.state_reason.as_deref().unwrap_or(""));
-    println!("target {}, max in flight {}, max attempts {}, seed {}", set.target, set.max_in_flight, set.max_attempts, set.seed);
+    println!(
+        "set {}: {} {} -> {} ({})",
+        set.name,
+        set.state,
+        set.product,
+        set.version,
+        set.state_reason.as_deref().unwrap_or("")
+    );
+    println!(
+        "target {}, max in flight {}, max attempts {}, seed {}",
+        set.target, set.max_in_flight, set.max_attempts, set.seed
+    );
     if let Some(w) = &set.window {
         println!("window {w}");
     }
@@ -444,7 +485,11 @@ fn path_segment(name: &str) -> anyhow::Result<&str> {
 }
 
 async fn set_action(s: SetName, action: &str) -> anyhow::Result<()> {
-    let set: SetView = s.conn.connect()?.post(&format!("/v1/sets/{}/{action}", path_segment(&s.name)?), &serde_json::json!({})).await?;
+    let set: SetView = s
+        .conn
+        .connect()?
+        .post(&format!("/v1/sets/{}/{action}", path_segment(&s.name)?), &serde_json::json!({}))
+        .await?;
     print_set(&set, s.json)
 }
 
@@ -486,7 +531,13 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
                 .map(|e| {
                     let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     let products: Vec<String> = e.products.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                    vec![e.id.clone(), e.hostname.clone(), labels.join(","), products.join(", "), e.last_seen.clone().unwrap_or_default()]
+                    vec![
+                        e.id.clone(),
+                        e.hostname.clone(),
+                        labels.join(","),
+                        products.join(", "),
+                        e.last_seen.clone().unwrap_or_default(),
+                    ]
                 })
                 .collect::<Vec<_>>();
             output::table(&["ID", "HOSTNAME", "LABELS", "PRODUCTS", "LAST SEEN"], &rows);
@@ -519,7 +570,10 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect::<Vec<_>>();
-            output::table(&["SET", "ATTEMPT", "PRODUCT", "VERSIONS", "STARTED", "FINISHED", "OUTCOME", "REASON"], &rows);
+            output::table(
+                &["SET", "ATTEMPT", "PRODUCT", "VERSIONS", "STARTED", "FINISHED", "OUTCOME", "REASON"],
+                &rows,
+            );
             Ok(())
         }
     }

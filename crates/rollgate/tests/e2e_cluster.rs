@@ -49,13 +49,28 @@ fn three_replicas_serve_one_fleet_while_one_dies_and_another_restarts() {
     // Bytes uploaded through one replica are served by all of them.
     let pkg = sample_package(shared.path(), "1.0.0", 1.0, false);
     replicas[0].add_package(&pkg, "sample", "1.0.0", &[]);
-    replicas[1].json(&["sets", "create", "--name", "fleet", "--product", "sample", "--version", "1.0.0", "--max-in-flight", "3"]);
+    replicas[1].json(&[
+        "sets",
+        "create",
+        "--name",
+        "fleet",
+        "--product",
+        "sample",
+        "--version",
+        "1.0.0",
+        "--max-in-flight",
+        "3",
+    ]);
 
     let counts = |r: &Server| -> Value { r.json(&["sets", "show", "fleet"])["counts"].clone() };
-    wait_for("the rollout to be under way", Duration::from_secs(60), || counts(&replicas[2])["succeeded"].as_u64().unwrap() >= 2);
+    wait_for("the rollout to be under way", Duration::from_secs(60), || {
+        counts(&replicas[2])["succeeded"].as_u64().unwrap() >= 2
+    });
     replicas[0].kill();
     println!("killed replica 0 at {}", counts(&replicas[2]));
-    wait_for("more endpoints to finish", Duration::from_secs(60), || counts(&replicas[2])["succeeded"].as_u64().unwrap() >= 6);
+    wait_for("more endpoints to finish", Duration::from_secs(60), || {
+        counts(&replicas[2])["succeeded"].as_u64().unwrap() >= 6
+    });
     replicas[1].kill();
     replicas[1].spawn();
     println!("restarted replica 1 at {}", counts(&replicas[1]));
@@ -67,7 +82,8 @@ fn three_replicas_serve_one_fleet_while_one_dies_and_another_restarts() {
     assert!(peak >= 2, "the rollout ran in parallel (peak {peak})");
     for id in &ids {
         let detail = replicas[2].json(&["endpoints", "show", id]);
-        let attempts: Vec<&Value> = detail["history"].as_array().unwrap().iter().filter(|a| a["set"] == "fleet").collect();
+        let attempts: Vec<&Value> =
+            detail["history"].as_array().unwrap().iter().filter(|a| a["set"] == "fleet").collect();
         assert_eq!(attempts.len(), 1, "one attempt, recorded once, for {id}: {attempts:#?}");
         assert_eq!(attempts[0]["outcome"], "succeeded");
         assert_eq!(detail["products"]["sample"], "1.0.0");

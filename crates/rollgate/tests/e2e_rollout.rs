@@ -16,7 +16,8 @@ fn ids(endpoints: &[Value]) -> Vec<String> {
 }
 
 fn create_set(server: &Server, name: &str, version: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["sets", "create", "--name", name, "--product", "sample", "--version", version, "--backoff", "1"];
+    let mut args =
+        vec!["sets", "create", "--name", name, "--product", "sample", "--version", version, "--backoff", "1"];
     args.extend_from_slice(extra);
     server.json(&args)
 }
@@ -147,7 +148,8 @@ fn server_killed_mid_rollout_finishes_without_exceeding_the_limit_on(backend: &B
     assert!(peak <= 2, "attempts overlapped {peak} at a time; limit 2");
     for id in ids(&endpoints) {
         let detail = server.json(&["endpoints", "show", &id]);
-        let attempts: Vec<&Value> = detail["history"].as_array().unwrap().iter().filter(|a| a["set"] == "crash").collect();
+        let attempts: Vec<&Value> =
+            detail["history"].as_array().unwrap().iter().filter(|a| a["set"] == "crash").collect();
         assert_eq!(attempts.len(), 1, "one attempt, recorded once, for {id}: {attempts:?}");
         assert_eq!(attempts[0]["outcome"], "succeeded");
     }
@@ -237,7 +239,8 @@ fn a_vanished_endpoint_loses_its_slot_after_the_stuck_timeout_on(backend: &Backe
     let mut first = String::new();
     wait_for("the first endpoint to start its attempt", Duration::from_secs(30), || {
         let set = server.json(&["sets", "show", "vanish"]);
-        let running = set["endpoints"].as_array().unwrap().iter().find(|e| e["state"] == "in_progress" && e["attempts"] == 1);
+        let running =
+            set["endpoints"].as_array().unwrap().iter().find(|e| e["state"] == "in_progress" && e["attempts"] == 1);
         if let Some(e) = running {
             first = e["id"].as_str().unwrap().to_string();
         }

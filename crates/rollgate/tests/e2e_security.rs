@@ -89,7 +89,8 @@ fn plain_http_gets_no_working_answer() {
 
 fn client(ca: &std::path::Path, identity: Option<reqwest::Identity>) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
-    let mut builder = reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca);
+    let mut builder =
+        reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca);
     if let Some(id) = identity {
         builder = builder.identity(id);
     }
@@ -117,7 +118,8 @@ async fn agent_routes_need_a_certificate_from_the_servers_ca() {
 
     let response = client(&server.ca(), None).get(format!("{}/v1/sets", server.url())).send().await.unwrap();
     assert_eq!(response.status(), 401, "management needs the admin token");
-    let response = client(&server.ca(), None).get(format!("{}/v1/sets", server.url())).bearer_auth("wrong").send().await.unwrap();
+    let response =
+        client(&server.ca(), None).get(format!("{}/v1/sets", server.url())).bearer_auth("wrong").send().await.unwrap();
     assert_eq!(response.status(), 401);
 }
 
@@ -136,7 +138,18 @@ fn bad_input_on_management_commands_is_refused_and_changes_nothing_on(backend: &
     let id = endpoints[0]["id"].as_str().unwrap().to_string();
     let pkg = sample_package(server.dir.path(), "1.0.0", 0.0, false);
     server.add_package(&pkg, "sample", "1.0.0", &[]);
-    server.json(&["sets", "create", "--name", "ok", "--product", "sample", "--version", "1.0.0", "--start-at", "2099-01-01T00:00:00Z"]);
+    server.json(&[
+        "sets",
+        "create",
+        "--name",
+        "ok",
+        "--product",
+        "sample",
+        "--version",
+        "1.0.0",
+        "--start-at",
+        "2099-01-01T00:00:00Z",
+    ]);
 
     let set = |extra: &[&str]| {
         let mut args = vec!["sets", "create", "--name", "new", "--product", "sample", "--version", "1.0.0"];
@@ -145,7 +158,13 @@ fn bad_input_on_management_commands_is_refused_and_changes_nothing_on(backend: &
     };
     let pkg_path = pkg.to_str().unwrap().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["sets", "create", "--name", "x", "--product", "nope", "--version", "1"].into_iter().map(String::from).collect(), "package nope@1 not found"),
+        (
+            vec!["sets", "create", "--name", "x", "--product", "nope", "--version", "1"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            "package nope@1 not found",
+        ),
         (set(&["--window", "Mon-Fry 01:00-02:00"]), "bad window"),
         (set(&["--target", "site=berlin,ep-1"]), "mixes endpoint ids and label matches"),
         (set(&["--target", "ep-doesnotexist"]), "unknown endpoint id"),
@@ -154,15 +173,65 @@ fn bad_input_on_management_commands_is_refused_and_changes_nothing_on(backend: &
         (set(&["--max-attempts", "99"]), "max-attempts must be 1 to 20"),
         (set(&["--start-at", "tomorrow"]), "bad start time"),
         (set(&["--backoff", "5x"]), "bad duration unit"),
-        (vec!["sets", "create", "--name", "ok", "--product", "sample", "--version", "1.0.0"].into_iter().map(String::from).collect(), "exists already"),
+        (
+            vec!["sets", "create", "--name", "ok", "--product", "sample", "--version", "1.0.0"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            "exists already",
+        ),
         (vec!["sets".into(), "show".into(), "missing".into()], "upgrade set `missing` not found"),
         (vec!["sets".into(), "resume".into(), "ok".into()], "cannot resume a set that is scheduled"),
         (vec!["sets".into(), "show".into(), "../etc".into()], "bad set or endpoint name"),
         (vec!["endpoints".into(), "show".into(), "ep-nope".into()], "endpoint `ep-nope` not found"),
-        (vec!["packages".into(), "add".into(), "/nonexistent.tar".into(), "--product".into(), "x".into(), "--version".into(), "1".into()], "cannot read /nonexistent.tar"),
-        (vec!["packages".into(), "add".into(), pkg_path.clone(), "--product".into(), "sample".into(), "--version".into(), "1.0.0".into()], "versions are immutable"),
-        (vec!["packages".into(), "add".into(), pkg_path.clone(), "--product".into(), "../x".into(), "--version".into(), "1".into()], "bad product name"),
-        (vec!["packages".into(), "add".into(), pkg_path.clone(), "--product".into(), "x".into(), "--version".into(), "1 0".into()], "bad version"),
+        (
+            vec![
+                "packages".into(),
+                "add".into(),
+                "/nonexistent.tar".into(),
+                "--product".into(),
+                "x".into(),
+                "--version".into(),
+                "1".into(),
+            ],
+            "cannot read /nonexistent.tar",
+        ),
+        (
+            vec![
+                "packages".into(),
+                "add".into(),
+                pkg_path.clone(),
+                "--product".into(),
+                "sample".into(),
+                "--version".into(),
+                "1.0.0".into(),
+            ],
+            "versions are immutable",
+        ),
+        (
+            vec![
+                "packages".into(),
+                "add".into(),
+                pkg_path.clone(),
+                "--product".into(),
+                "../x".into(),
+                "--version".into(),
+                "1".into(),
+            ],
+            "bad product name",
+        ),
+        (
+            vec![
+                "packages".into(),
+                "add".into(),
+                pkg_path.clone(),
+                "--product".into(),
+                "x".into(),
+                "--version".into(),
+                "1 0".into(),
+            ],
+            "bad version",
+        ),
         (vec!["enroll-token".into(), "create".into(), "--ttl".into(), "1000d".into()], "ttl must be"),
         (vec!["enroll-token".into(), "create".into(), "--uses".into(), "0".into()], "uses must be 1"),
         (vec!["sets".into(), "list".into(), "--token".into(), "wrong".into()], "wrong admin token"),

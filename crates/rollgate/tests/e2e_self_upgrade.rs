@@ -39,16 +39,43 @@ fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails_on(backen
     let old_pid = good.pid().unwrap();
     let bad_pid = bad.pid().unwrap();
     let good_id = id("host-good");
-    server.json(&["sets", "create", "--name", "agent-up", "--product", "rollgate-agent", "--version", "9.9.9", "--target", &good_id, "--max-attempts", "1"]);
+    server.json(&[
+        "sets",
+        "create",
+        "--name",
+        "agent-up",
+        "--product",
+        "rollgate-agent",
+        "--version",
+        "9.9.9",
+        "--target",
+        &good_id,
+        "--max-attempts",
+        "1",
+    ]);
     let bad_id = id("host-bad");
     server.json(&[
-        "sets", "create", "--name", "agent-broken", "--product", "rollgate-agent", "--version", "9.9.10", "--target", &bad_id,
-        "--max-attempts", "2", "--backoff", "1",
+        "sets",
+        "create",
+        "--name",
+        "agent-broken",
+        "--product",
+        "rollgate-agent",
+        "--version",
+        "9.9.10",
+        "--target",
+        &bad_id,
+        "--max-attempts",
+        "2",
+        "--backoff",
+        "1",
     ]);
 
     let up = server.wait_set("agent-up", Duration::from_secs(90));
     assert_eq!(up["counts"]["succeeded"], 1, "{up:#}\n{}", good.log());
-    wait_for("the old agent to exit", Duration::from_secs(30), || good.proc.as_mut().unwrap().0.try_wait().unwrap().is_some());
+    wait_for("the old agent to exit", Duration::from_secs(30), || {
+        good.proc.as_mut().unwrap().0.try_wait().unwrap().is_some()
+    });
     let new_pid = good.pid().unwrap();
     assert_ne!(new_pid, old_pid, "a new process runs the agent");
     assert!(alive(new_pid));

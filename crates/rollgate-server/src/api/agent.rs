@@ -12,7 +12,9 @@ use rand::RngCore;
 use rollgate_core::member::Outcome;
 use rollgate_core::selector::parse_label;
 use rollgate_store::{EndpointRecord, ReportKindRecord, ReportRecord, StoreError};
-use rollgate_wire::{Assignment, EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind, WorkResponse};
+use rollgate_wire::{
+    Assignment, EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind, WorkResponse,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -43,7 +45,10 @@ fn validate_host(hostname: &str, os: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/enroll`.
-pub async fn enroll(State(state): State<AppState>, JsonBody(req): JsonBody<EnrollRequest>) -> Result<Json<EnrollResponse>, ApiError> {
+pub async fn enroll(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, ApiError> {
     validate_host(&req.hostname, &req.os)?;
     validate_labels(&req.labels)?;
     let mut id_bytes = [0u8; 8];
@@ -53,7 +58,8 @@ pub async fn enroll(State(state): State<AppState>, JsonBody(req): JsonBody<Enrol
         .ca
         .sign_client_csr(&req.csr_pem, &endpoint_id, CLIENT_CERT_DAYS)
         .map_err(|e| ApiError::bad_request(format!("bad certificate signing request: {e}")))?;
-    let der = rollgate_pki::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("issued certificate unreadable: {e}"))?;
+    let der =
+        rollgate_pki::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("issued certificate unreadable: {e}"))?;
     let fingerprint = der.first().map(|d| rollgate_pki::fingerprint_sha256(d)).unwrap_or_default();
     let now = now_ms();
     let record = EndpointRecord {
@@ -168,7 +174,10 @@ fn parse_report(r: &Report) -> Result<ReportRecord, ApiError> {
         ReportKind::RolledBack => ReportKindRecord::Finished(Outcome::RolledBack),
     };
     if r.attempt == 0 || r.attempt > rollgate_core::policy::MAX_ATTEMPTS_LIMIT {
-        return Err(ApiError::bad_request(format!("attempt must be 1 to {}", rollgate_core::policy::MAX_ATTEMPTS_LIMIT)));
+        return Err(ApiError::bad_request(format!(
+            "attempt must be 1 to {}",
+            rollgate_core::policy::MAX_ATTEMPTS_LIMIT
+        )));
     }
     rollgate_core::version::validate(&r.to_version).map_err(ApiError::bad_request)?;
     if let Some(from) = &r.from_version {
@@ -214,7 +223,11 @@ pub async fn report(
     match state.store.record_report(&id, &record, now_ms()).await {
         Ok(_) => {}
         Err(StoreError::NotFound(what)) => {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what}: this endpoint is not in that set")))
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what}: this endpoint is not in that set"),
+            ))
         }
         Err(e) => return Err(e.into()),
     }

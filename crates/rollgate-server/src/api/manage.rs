@@ -12,8 +12,8 @@ use rollgate_core::set::SetEvent;
 use rollgate_core::window::Window;
 use rollgate_store::{NewSet, PackageRecord, SetRecord, StoreError};
 use rollgate_wire::{
-    AttemptView, CreateEnrollToken, CreateSet, EndpointDetail, EndpointView, EnrollTokenCreated, PackageInfo, SetCounts,
-    SetEndpointView, SetView,
+    AttemptView, CreateEnrollToken, CreateSet, EndpointDetail, EndpointView, EnrollTokenCreated, PackageInfo,
+    SetCounts, SetEndpointView, SetView,
 };
 use serde::Deserialize;
 
@@ -89,7 +89,8 @@ pub async fn upload_package(
     if let Some(min) = &q.min_from {
         rollgate_core::version::validate(min).map_err(ApiError::bad_request)?;
     }
-    let declared = request.headers().get("x-rollgate-sha256").and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    let declared =
+        request.headers().get("x-rollgate-sha256").and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
     if let Some(d) = &declared {
         if !crate::packages::is_sha256_hex(d) {
             return Err(ApiError::bad_request("X-Rollgate-Sha256 must be 64 hex digits"));
@@ -107,11 +108,12 @@ pub async fn upload_package(
         Err(e) => return Err(e.into()),
     }
     let body = request.into_body().into_data_stream();
-    let stored = state.packages.store(body, declared.as_deref(), state.config.max_package_bytes).await.map_err(|e| match e {
-        UploadError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-        UploadError::Io(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        _ => ApiError::bad_request(e.to_string()),
-    })?;
+    let stored =
+        state.packages.store(body, declared.as_deref(), state.config.max_package_bytes).await.map_err(|e| match e {
+            UploadError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            UploadError::Io(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            _ => ApiError::bad_request(e.to_string()),
+        })?;
     let record = PackageRecord {
         product,
         version,
@@ -145,7 +147,9 @@ pub async fn create_set(
 ) -> Result<(StatusCode, Json<SetView>), ApiError> {
     rollgate_core::names::validate("set", &req.name).map_err(ApiError::bad_request)?;
     let package = state.store.get_package(&req.product, &req.version).await.map_err(|e| match e {
-        StoreError::NotFound(what) => ApiError::bad_request(format!("{what} not found: add it first with `rollgate packages add`")),
+        StoreError::NotFound(what) => {
+            ApiError::bad_request(format!("{what} not found: add it first with `rollgate packages add`"))
+        }
         other => other.into(),
     })?;
     let selector = Selector::parse(&req.target).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -155,13 +159,11 @@ pub async fn create_set(
         .map(Window::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("bad window: {e}")))?;
-    let start_at = req
-        .start_at
-        .as_deref()
-        .map(parse_time)
-        .transpose()?;
+    let start_at = req.start_at.as_deref().map(parse_time).transpose()?;
     let max_in_flight = bounded("max-in-flight", u64::from(req.max_in_flight), 1, 100_000)? as u32;
-    let max_attempts = bounded("max-attempts", u64::from(req.max_attempts), 1, u64::from(rollgate_core::policy::MAX_ATTEMPTS_LIMIT))? as u32;
+    let max_attempts =
+        bounded("max-attempts", u64::from(req.max_attempts), 1, u64::from(rollgate_core::policy::MAX_ATTEMPTS_LIMIT))?
+            as u32;
     let backoff_secs = bounded("backoff", req.backoff_secs.unwrap_or(10), 0, 3600)?;
     let stuck_timeout_secs = bounded("stuck timeout", req.stuck_timeout_secs.unwrap_or(1800), 5, 7 * 24 * 3600)?;
     let step_timeout_secs = bounded("step timeout", req.step_timeout_secs.unwrap_or(300), 1, 24 * 3600)?;
@@ -226,7 +228,12 @@ async fn set_view(state: &AppState, set: SetRecord) -> Result<SetView, ApiError>
             "rolled_back" => counts.rolled_back += 1,
             _ => counts.failed += 1,
         }
-        endpoints.push(SetEndpointView { id: m.endpoint_id, state: bucket.to_string(), attempts: m.member.attempts, reason: m.member.reason });
+        endpoints.push(SetEndpointView {
+            id: m.endpoint_id,
+            state: bucket.to_string(),
+            attempts: m.member.attempts,
+            reason: m.member.reason,
+        });
     }
     Ok(SetView {
         id: set.id,
@@ -256,7 +263,11 @@ pub async fn list_sets(State(state): State<AppState>, _: Admin) -> Result<Json<V
 }
 
 /// `GET /v1/sets/{name}`.
-pub async fn show_set(State(state): State<AppState>, _: Admin, PathParams(name): PathParams<String>) -> Result<Json<SetView>, ApiError> {
+pub async fn show_set(
+    State(state): State<AppState>,
+    _: Admin,
+    PathParams(name): PathParams<String>,
+) -> Result<Json<SetView>, ApiError> {
     let set = state.store.get_set_by_name(&name).await?;
     Ok(Json(set_view(&state, set).await?))
 }
@@ -271,7 +282,13 @@ pub async fn set_action(
         "pause" => (SetEvent::Pause, "paused by an operator"),
         "resume" => (SetEvent::Resume, "resumed by an operator"),
         "cancel" => (SetEvent::Cancel, "cancelled by an operator"),
-        other => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("unknown set action `{other}`: use pause, resume or cancel"))),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("unknown set action `{other}`: use pause, resume or cancel"),
+            ))
+        }
     };
     let set = state.store.change_set_state(&name, event, reason, now_ms()).await?;
     state.wake_scheduler.notify_one();
@@ -280,7 +297,14 @@ pub async fn set_action(
 }
 
 fn endpoint_view(e: rollgate_store::EndpointRecord) -> EndpointView {
-    EndpointView { id: e.id, hostname: e.hostname, os: e.os, labels: e.labels, products: e.products, last_seen: e.last_seen.map(rfc3339) }
+    EndpointView {
+        id: e.id,
+        hostname: e.hostname,
+        os: e.os,
+        labels: e.labels,
+        products: e.products,
+        last_seen: e.last_seen.map(rfc3339),
+    }
 }
 
 /// `GET /v1/endpoints`.
@@ -289,7 +313,11 @@ pub async fn list_endpoints(State(state): State<AppState>, _: Admin) -> Result<J
 }
 
 /// `GET /v1/endpoints/{id}`.
-pub async fn show_endpoint(State(state): State<AppState>, _: Admin, PathParams(id): PathParams<String>) -> Result<Json<EndpointDetail>, ApiError> {
+pub async fn show_endpoint(
+    State(state): State<AppState>,
+    _: Admin,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<EndpointDetail>, ApiError> {
     let endpoint = state.store.get_endpoint(&id).await?;
     let enrolled_at = rfc3339(endpoint.enrolled_at);
     let history = state

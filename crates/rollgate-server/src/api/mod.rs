@@ -80,8 +80,12 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Invalid(_) => ApiError::bad_request(message),
-            StoreError::Member(MemberError::AttemptOutOfOrder { .. }) => ApiError::new(StatusCode::CONFLICT, "attempt_out_of_order", message),
-            StoreError::Member(MemberError::AttemptNotStarted { .. }) => ApiError::new(StatusCode::CONFLICT, "attempt_not_started", message),
+            StoreError::Member(MemberError::AttemptOutOfOrder { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "attempt_out_of_order", message)
+            }
+            StoreError::Member(MemberError::AttemptNotStarted { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "attempt_not_started", message)
+            }
             StoreError::TokenRefused(_) => ApiError::new(StatusCode::UNAUTHORIZED, "enroll_refused", message),
             StoreError::Member(MemberError::NoSlot(_)) => ApiError::new(StatusCode::CONFLICT, "no_slot", message),
             StoreError::Member(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
@@ -171,7 +175,10 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         // The scheme is case-insensitive (RFC 9110).
-        let token = header.and_then(|h| h.split_once(' ')).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t);
+        let token = header
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t);
         let Some(token) = token else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -204,7 +211,11 @@ impl FromRequestParts<AppState> for AgentId {
         let endpoint = match state.store.get_endpoint(&peer.endpoint_id).await {
             Ok(e) => e,
             Err(StoreError::NotFound(_)) => {
-                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown_endpoint", "certificate names an unknown endpoint"))
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown_endpoint",
+                    "certificate names an unknown endpoint",
+                ))
             }
             Err(e) => return Err(e.into()),
         };

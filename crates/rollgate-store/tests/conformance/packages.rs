@@ -12,7 +12,11 @@ async fn packages_insert_get_list() {
 
         let db = package("db", "5.0", t(10));
         let agent_1 = package("agent", "1.0.0", t(20));
-        let agent_2 = PackageRecord { min_from: Some("1.0.0".to_string()), size: 123_456_789, ..package("agent", "2.0.0", t(30)) };
+        let agent_2 = PackageRecord {
+            min_from: Some("1.0.0".to_string()),
+            size: 123_456_789,
+            ..package("agent", "2.0.0", t(30))
+        };
         for p in [&db, &agent_1, &agent_2] {
             s.insert_package(p).await.unwrap();
         }
@@ -72,7 +76,8 @@ async fn package_sha_exists_only_for_stored_bytes() {
         assert!(!s.package_sha_exists("sha-agent-2.0.1").await.unwrap());
         assert!(!s.package_sha_exists("").await.unwrap());
         // Two versions may share bytes (a re-tagged build); either name finds them.
-        let same_bytes = PackageRecord { sha256: "sha-agent-2.0.0".to_string(), ..package("agent", "2.0.0-final", t(20)) };
+        let same_bytes =
+            PackageRecord { sha256: "sha-agent-2.0.0".to_string(), ..package("agent", "2.0.0-final", t(20)) };
         s.insert_package(&same_bytes).await.unwrap();
         assert!(s.package_sha_exists("sha-agent-2.0.0").await.unwrap());
     }

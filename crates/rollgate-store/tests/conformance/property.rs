@@ -109,7 +109,8 @@ impl<'a> Campaign<'a> {
                 members.push(refs[0]);
             }
             members.shuffle(&mut rng);
-            let ranked: Vec<(String, u32)> = members.iter().enumerate().map(|(i, id)| (id.to_string(), i as u32)).collect();
+            let ranked: Vec<(String, u32)> =
+                members.iter().enumerate().map(|(i, id)| (id.to_string(), i as u32)).collect();
             let spec = NewSet { stuck_timeout_secs: 300, ..new_set(name, rng.random_range(1..=3)) };
             sets.push(s.create_set(&spec, &ranked, t(0)).await.unwrap());
         }
@@ -157,7 +158,10 @@ impl<'a> Campaign<'a> {
 
     async fn tick(&mut self, k: usize, step: usize) {
         self.step = format!("step {step}: tick `{}` at t({})", self.sets[k].spec.name, self.now);
-        self.s.tick_set(self.sets[k].id, PARAMS, t(self.now)).await.unwrap_or_else(|e| panic!("seed {}, {}: {e}", self.seed, self.step));
+        self.s
+            .tick_set(self.sets[k].id, PARAMS, t(self.now))
+            .await
+            .unwrap_or_else(|e| panic!("seed {}, {}: {e}", self.seed, self.step));
     }
 
     /// Pause or resume; either may be refused by the state machine, never otherwise.
@@ -186,13 +190,16 @@ impl<'a> Campaign<'a> {
         };
         let reason = (kind != ReportKindRecord::Finished(Outcome::Succeeded)).then_some("chaos");
         let at = t(self.now - self.rng.random_range(0..=30));
-        self.step = format!("step {step}: {} reports {kind:?} attempt {attempt} to `{}`", m.endpoint_id, self.sets[k].spec.name);
+        self.step = format!(
+            "step {step}: {} reports {kind:?} attempt {attempt} to `{}`",
+            m.endpoint_id, self.sets[k].spec.name
+        );
         let r = report(set_id, attempt, kind, reason, at);
         match self.s.record_report(&m.endpoint_id, &r, t(self.now)).await {
             Ok(_) => self.stats.accepted += 1,
-            Err(StoreError::Member(MemberError::NoSlot(_) | MemberError::Conflict { .. } | MemberError::AttemptOutOfOrder { .. })) => {
-                self.stats.refused += 1
-            }
+            Err(StoreError::Member(
+                MemberError::NoSlot(_) | MemberError::Conflict { .. } | MemberError::AttemptOutOfOrder { .. },
+            )) => self.stats.refused += 1,
             Err(e) => panic!("seed {}, {}: unexpected error {e:?}", self.seed, self.step),
         }
     }
@@ -222,7 +229,8 @@ impl<'a> Campaign<'a> {
                     let attempt = (m.member.attempts + 1).min(set.spec.max_attempts);
                     let started = report(set.id, attempt, ReportKindRecord::AttemptStarted, None, t(self.now));
                     self.s.record_report(&m.endpoint_id, &started, t(self.now)).await.unwrap();
-                    let done = report(set.id, attempt, ReportKindRecord::Finished(Outcome::Succeeded), None, t(self.now));
+                    let done =
+                        report(set.id, attempt, ReportKindRecord::Finished(Outcome::Succeeded), None, t(self.now));
                     self.s.record_report(&m.endpoint_id, &done, t(self.now)).await.unwrap();
                     self.check().await;
                 }
@@ -236,7 +244,13 @@ impl<'a> Campaign<'a> {
         }
         for set in &self.sets {
             let record = self.s.get_set_by_name(&set.spec.name).await.unwrap();
-            assert_eq!(record.state, SetState::Completed, "seed {}: set `{}` did not complete", self.seed, set.spec.name);
+            assert_eq!(
+                record.state,
+                SetState::Completed,
+                "seed {}: set `{}` did not complete",
+                self.seed,
+                set.spec.name
+            );
             for m in self.s.set_members(set.id).await.unwrap() {
                 assert!(
                     matches!(
@@ -278,10 +292,17 @@ impl<'a> Campaign<'a> {
                 let now = (m.member.attempts, m.member.state);
                 if let Some((attempts, state)) = self.seen.insert(key, now) {
                     assert!(now.0 >= attempts, "{ctx}: {} attempts went from {attempts} to {}", m.endpoint_id, now.0);
-                    let decided = matches!(state, MemberState::Succeeded | MemberState::Failed | MemberState::RolledBack);
-                    let lost_slot = state == MemberState::InProgress && matches!(now.1, MemberState::TimedOut | MemberState::Pending);
+                    let decided =
+                        matches!(state, MemberState::Succeeded | MemberState::Failed | MemberState::RolledBack);
+                    let lost_slot = state == MemberState::InProgress
+                        && matches!(now.1, MemberState::TimedOut | MemberState::Pending);
                     self.stats.timed_out += usize::from(lost_slot);
-                    assert!(!decided || now.1 == state, "{ctx}: {} changed its outcome from {state} to {}", m.endpoint_id, now.1);
+                    assert!(
+                        !decided || now.1 == state,
+                        "{ctx}: {} changed its outcome from {state} to {}",
+                        m.endpoint_id,
+                        now.1
+                    );
                 }
             }
         }

@@ -77,7 +77,8 @@ async fn reports_for_unknown_sets_or_non_members_are_not_found() {
         let s = b.start("reports_for_unknown_sets_or_non_members_are_not_found");
         let set = fleet(s, "wave-1", 1, &["ep-0"]).await;
         crate::online_endpoints(s, &["outsider"]).await;
-        let err = s.record_report("ep-0", &report(set.id + 100, 1, AttemptStarted, None, t(1)), t(1)).await.unwrap_err();
+        let err =
+            s.record_report("ep-0", &report(set.id + 100, 1, AttemptStarted, None, t(1)), t(1)).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
         let err = s.record_report("outsider", &report(set.id, 1, AttemptStarted, None, t(1)), t(1)).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
@@ -106,7 +107,11 @@ async fn duplicate_reports_are_unchanged_and_leave_history_alone() {
             // not even the time of the last report.
             for retry in &script[..=i] {
                 let later = t(100 + i as i64);
-                assert_eq!(s.record_report("ep-0", retry, later).await.unwrap(), Applied::Unchanged, "retry of {retry:?}");
+                assert_eq!(
+                    s.record_report("ep-0", retry, later).await.unwrap(),
+                    Applied::Unchanged,
+                    "retry of {retry:?}"
+                );
                 assert_eq!(snapshot(s, set.id, "ep-0").await, after_first, "retry of {retry:?} changed something");
             }
         }
@@ -151,14 +156,22 @@ async fn failure_then_rollback_is_recorded_in_history() {
         };
         assert_eq!(
             s.history("ep-0").await.unwrap(),
-            vec![attempt(1, t(1001), t(1002), "failed", "health: exit 1"), attempt(2, t(1003), t(1004), "rolled_back", rollback_reason),]
+            vec![
+                attempt(1, t(1001), t(1002), "failed", "health: exit 1"),
+                attempt(2, t(1003), t(1004), "rolled_back", rollback_reason),
+            ]
         );
         assert_eq!(
             s.set_members(set.id).await.unwrap()[0],
             MemberRecord {
                 endpoint_id: "ep-0".to_string(),
                 rank: 0,
-                member: Member { state: RolledBack, attempts: 2, reason: Some(rollback_reason.to_string()), deferrals: 0 },
+                member: Member {
+                    state: RolledBack,
+                    attempts: 2,
+                    reason: Some(rollback_reason.to_string()),
+                    deferrals: 0
+                },
                 released_at: Some(t(0)),
                 last_report_at: Some(t(4)),
             }
@@ -197,7 +210,10 @@ async fn conflicting_final_outcome_is_refused() {
 
         let before = snapshot(s, set.id, "ep-0").await;
         for (outcome, reported) in [(Outcome::RolledBack, RolledBack), (Outcome::Failed, Failed)] {
-            let err = s.record_report("ep-0", &report(set.id, 1, Finished(outcome), Some("late"), t(3)), t(3)).await.unwrap_err();
+            let err = s
+                .record_report("ep-0", &report(set.id, 1, Finished(outcome), Some("late"), t(3)), t(3))
+                .await
+                .unwrap_err();
             assert!(
                 matches!(err, StoreError::Member(MemberError::Conflict { recorded: Succeeded, reported: r }) if r == reported),
                 "{err:?}"
@@ -216,7 +232,8 @@ async fn assignment_only_while_in_progress() {
         assert_eq!(s.assignment_for("nobody").await.unwrap(), None, "unknown endpoint");
 
         assert!(s.tick_set(set.id, PARAMS, t(0)).await.unwrap());
-        let expected = Some((s.get_set_by_name("wave-1").await.unwrap(), s.get_package(PRODUCT, TARGET).await.unwrap()));
+        let expected =
+            Some((s.get_set_by_name("wave-1").await.unwrap(), s.get_package(PRODUCT, TARGET).await.unwrap()));
         assert_eq!(s.assignment_for("ep-0").await.unwrap(), expected);
         assert_eq!(s.assignment_for("ep-1").await.unwrap(), None, "still waiting for a slot");
 
@@ -241,7 +258,10 @@ async fn heartbeats_keep_the_slot_and_a_timeout_closes_the_attempt() {
         let set = fleet(s, "wave-1", 1, &["ep-0", "ep-1"]).await;
         assert!(s.tick_set(set.id, PARAMS, t(0)).await.unwrap());
         s.record_report("ep-0", &report(set.id, 1, AttemptStarted, None, t(10)), t(10)).await.unwrap();
-        assert_eq!(s.record_report("ep-0", &report(set.id, 1, Heartbeat, None, t(500)), t(500)).await.unwrap(), Applied::Changed);
+        assert_eq!(
+            s.record_report("ep-0", &report(set.id, 1, Heartbeat, None, t(500)), t(500)).await.unwrap(),
+            Applied::Changed
+        );
         assert_eq!(s.set_members(set.id).await.unwrap()[0].last_report_at, Some(t(500)));
 
         // Silence counts from the heartbeat: 500 s at t(1000), 600 s at t(1100).
@@ -268,7 +288,8 @@ async fn heartbeats_keep_the_slot_and_a_timeout_closes_the_attempt() {
         let late = report(set.id, 1, Finished(Outcome::Succeeded), None, t(1150));
         assert_eq!(s.record_report("ep-0", &late, t(1150)).await.unwrap(), Applied::Changed);
         assert_eq!(states(s, set.id).await, expect(&[("ep-0", Succeeded), ("ep-1", InProgress)]));
-        let succeeded = AttemptRecord { finished_at: Some(t(1150)), outcome: "succeeded".to_string(), reason: None, ..timed_out };
+        let succeeded =
+            AttemptRecord { finished_at: Some(t(1150)), outcome: "succeeded".to_string(), reason: None, ..timed_out };
         assert_eq!(s.history("ep-0").await.unwrap(), vec![succeeded]);
     }
 }
@@ -290,10 +311,20 @@ async fn attempts_must_come_in_order_within_the_limit() {
 
         // The set allows 3 attempts (see `new_set`); a fourth is refused.
         for n in 1..=3 {
-            s.record_report("ep-0", &report(set.id, n, AttemptStarted, None, t(i64::from(n) * 10)), t(i64::from(n) * 10)).await.unwrap();
-            s.record_report("ep-0", &report(set.id, n, AttemptFailed, Some("boom"), t(i64::from(n) * 10 + 1)), t(i64::from(n) * 10 + 1))
-                .await
-                .unwrap();
+            s.record_report(
+                "ep-0",
+                &report(set.id, n, AttemptStarted, None, t(i64::from(n) * 10)),
+                t(i64::from(n) * 10),
+            )
+            .await
+            .unwrap();
+            s.record_report(
+                "ep-0",
+                &report(set.id, n, AttemptFailed, Some("boom"), t(i64::from(n) * 10 + 1)),
+                t(i64::from(n) * 10 + 1),
+            )
+            .await
+            .unwrap();
         }
         let before = snapshot(s, set.id, "ep-0").await;
         let err = s.record_report("ep-0", &report(set.id, 4, AttemptStarted, None, t(50)), t(50)).await.unwrap_err();
@@ -310,7 +341,10 @@ async fn report_for_another_version_is_invalid_and_changes_nothing() {
         let set = fleet(s, "wave-1", 1, &["ep-0"]).await;
         assert!(s.tick_set(set.id, PARAMS, t(0)).await.unwrap());
         let before = snapshot(s, set.id, "ep-0").await;
-        let wrong = rollgate_store::ReportRecord { to_version: "2.0.1".to_string(), ..report(set.id, 1, AttemptStarted, None, t(1)) };
+        let wrong = rollgate_store::ReportRecord {
+            to_version: "2.0.1".to_string(),
+            ..report(set.id, 1, AttemptStarted, None, t(1))
+        };
         let err = s.record_report("ep-0", &wrong, t(1)).await.unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
         assert_eq!(snapshot(s, set.id, "ep-0").await, before);

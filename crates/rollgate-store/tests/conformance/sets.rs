@@ -18,7 +18,8 @@ async fn create_set_stores_spec_and_members_by_rank() {
     for b in backends().await {
         let s = b.start("create_set_stores_spec_and_members_by_rank");
         ground(s).await;
-        let spec = NewSet { window: Some("Mon 01:00-02:00 UTC".to_string()), seed: u64::MAX - 1, ..new_set("wave-1", 2) };
+        let spec =
+            NewSet { window: Some("Mon 01:00-02:00 UTC".to_string()), seed: u64::MAX - 1, ..new_set("wave-1", 2) };
         // Given out of rank order; read back in rank order.
         let members = vec![("ep-c".to_string(), 0), ("ep-a".to_string(), 2), ("ep-b".to_string(), 1)];
         let set = s.create_set(&spec, &members, t(10)).await.unwrap();
@@ -44,7 +45,10 @@ async fn create_set_stores_spec_and_members_by_rank() {
             released_at: None,
             last_report_at: None,
         };
-        assert_eq!(s.set_members(set.id).await.unwrap(), vec![pending("ep-c", 0), pending("ep-b", 1), pending("ep-a", 2)]);
+        assert_eq!(
+            s.set_members(set.id).await.unwrap(),
+            vec![pending("ep-c", 0), pending("ep-b", 1), pending("ep-a", 2)]
+        );
 
         // A second set is listed after the first, with its own members.
         let second = s.create_set(&new_set("wave-2", 1), &ranked(&["ep-a"]), t(20)).await.unwrap();
@@ -111,11 +115,17 @@ async fn operator_commands_follow_the_state_machine() {
         let set = s.create_set(&new_set("wave-1", 1), &ranked(&["ep-a"]), t(0)).await.unwrap();
 
         let paused = s.change_set_state("wave-1", SetEvent::Pause, "change freeze", t(10)).await.unwrap();
-        assert_eq!(paused, SetRecord { state: SetState::Paused, state_reason: Some("change freeze".to_string()), ..set.clone() });
+        assert_eq!(
+            paused,
+            SetRecord { state: SetState::Paused, state_reason: Some("change freeze".to_string()), ..set.clone() }
+        );
         assert_eq!(s.get_set_by_name("wave-1").await.unwrap(), paused);
 
         let resumed = s.change_set_state("wave-1", SetEvent::Resume, "freeze over", t(20)).await.unwrap();
-        assert_eq!(resumed, SetRecord { state: SetState::Active, state_reason: Some("freeze over".to_string()), ..set.clone() });
+        assert_eq!(
+            resumed,
+            SetRecord { state: SetState::Active, state_reason: Some("freeze over".to_string()), ..set.clone() }
+        );
 
         let cancelled = s.change_set_state("wave-1", SetEvent::Cancel, "wrong build", t(30)).await.unwrap();
         assert_eq!(
@@ -129,7 +139,10 @@ async fn operator_commands_follow_the_state_machine() {
         );
 
         // A scheduled set can be paused, resumed straight to active, and cancelled.
-        let later = s.create_set(&NewSet { start_at: Some(t(1000)), ..new_set("later", 1) }, &ranked(&["ep-b"]), t(0)).await.unwrap();
+        let later = s
+            .create_set(&NewSet { start_at: Some(t(1000)), ..new_set("later", 1) }, &ranked(&["ep-b"]), t(0))
+            .await
+            .unwrap();
         assert_eq!(later.state, SetState::Scheduled);
         let p = s.change_set_state("later", SetEvent::Pause, "hold", t(40)).await.unwrap();
         assert_eq!(p.state, SetState::Paused);
@@ -179,7 +192,9 @@ async fn live_set_ids_exclude_completed_and_cancelled() {
         let s = b.start("live_set_ids_exclude_completed_and_cancelled");
         let scheduled = {
             ground(s).await;
-            s.create_set(&NewSet { start_at: Some(t(1000)), ..new_set("scheduled", 1) }, &ranked(&["ep-a"]), t(0)).await.unwrap()
+            s.create_set(&NewSet { start_at: Some(t(1000)), ..new_set("scheduled", 1) }, &ranked(&["ep-a"]), t(0))
+                .await
+                .unwrap()
         };
         let active = s.create_set(&new_set("active", 1), &ranked(&["ep-a"]), t(0)).await.unwrap();
         let paused = s.create_set(&new_set("paused", 1), &ranked(&["ep-a"]), t(0)).await.unwrap();
@@ -208,6 +223,9 @@ async fn fleet_fixture_is_online_and_pending() {
             assert_eq!(e.last_seen, Some(t(0)));
         }
         let members = s.set_members(set.id).await.unwrap();
-        assert_eq!(members.iter().map(|m| (m.endpoint_id.as_str(), m.rank)).collect::<Vec<_>>(), [("ep-b", 0), ("ep-a", 1)]);
+        assert_eq!(
+            members.iter().map(|m| (m.endpoint_id.as_str(), m.rank)).collect::<Vec<_>>(),
+            [("ep-b", 0), ("ep-a", 1)]
+        );
     }
 }

@@ -6,8 +6,8 @@ use rollgate_core::set::{SetEvent, SetState};
 use rollgate_store::{MemberRecord, NewSet, PackageRecord, ReportKindRecord, SetRecord, TickParams};
 
 use crate::{
-    backends, enroll_all, expect, fleet, in_flight, install, new_set, online_endpoints, package, ranked, report, states, t, FROM, PARAMS,
-    PRODUCT, TARGET,
+    backends, enroll_all, expect, fleet, in_flight, install, new_set, online_endpoints, package, ranked, report,
+    states, t, FROM, PARAMS, PRODUCT, TARGET,
 };
 
 #[tokio::test]
@@ -19,7 +19,13 @@ async fn tick_releases_up_to_the_limit_in_rank_order() {
         assert!(s.tick_set(set.id, PARAMS, t(5)).await.unwrap());
         assert_eq!(
             states(s, set.id).await,
-            expect(&[("ep-3", InProgress), ("ep-1", InProgress), ("ep-4", Pending), ("ep-0", Pending), ("ep-2", Pending)])
+            expect(&[
+                ("ep-3", InProgress),
+                ("ep-1", InProgress),
+                ("ep-4", Pending),
+                ("ep-0", Pending),
+                ("ep-2", Pending)
+            ])
         );
         let members = s.set_members(set.id).await.unwrap();
         assert_eq!(
@@ -55,13 +61,19 @@ async fn tick_releases_only_online_endpoints() {
         let set = s.create_set(&new_set("wave-1", 4), &ranked(&["ep-0", "ep-1", "ep-2", "ep-3"]), t(0)).await.unwrap();
 
         assert!(s.tick_set(set.id, params, t(1000)).await.unwrap());
-        assert_eq!(states(s, set.id).await, expect(&[("ep-0", Pending), ("ep-1", InProgress), ("ep-2", Pending), ("ep-3", InProgress)]));
+        assert_eq!(
+            states(s, set.id).await,
+            expect(&[("ep-0", Pending), ("ep-1", InProgress), ("ep-2", Pending), ("ep-3", InProgress)])
+        );
         assert!(!s.tick_set(set.id, params, t(1000)).await.unwrap());
 
         // Back online: released on the next tick, though slots were free all along.
         s.touch_endpoint("ep-0", t(1001)).await.unwrap();
         assert!(s.tick_set(set.id, params, t(1001)).await.unwrap());
-        assert_eq!(states(s, set.id).await, expect(&[("ep-0", InProgress), ("ep-1", InProgress), ("ep-2", Pending), ("ep-3", InProgress)]));
+        assert_eq!(
+            states(s, set.id).await,
+            expect(&[("ep-0", InProgress), ("ep-1", InProgress), ("ep-2", Pending), ("ep-3", InProgress)])
+        );
     }
 }
 
@@ -76,19 +88,30 @@ async fn tick_settles_members_already_at_the_version_without_a_slot() {
         // ep-3 does not have the product yet: it is upgraded like any other.
 
         assert!(s.tick_set(set.id, PARAMS, t(1)).await.unwrap());
-        assert_eq!(states(s, set.id).await, expect(&[("ep-0", Succeeded), ("ep-1", InProgress), ("ep-2", Failed), ("ep-3", Pending)]));
+        assert_eq!(
+            states(s, set.id).await,
+            expect(&[("ep-0", Succeeded), ("ep-1", InProgress), ("ep-2", Failed), ("ep-3", Pending)])
+        );
         let members = s.set_members(set.id).await.unwrap();
         assert_eq!(
             members[0],
             MemberRecord {
                 endpoint_id: "ep-0".to_string(),
                 rank: 0,
-                member: Member { state: Succeeded, attempts: 0, reason: Some("already at 2.0.0".to_string()), deferrals: 0 },
+                member: Member {
+                    state: Succeeded,
+                    attempts: 0,
+                    reason: Some("already at 2.0.0".to_string()),
+                    deferrals: 0
+                },
                 released_at: None,
                 last_report_at: None,
             }
         );
-        assert_eq!(members[2].member.reason.as_deref(), Some("installed 3.0.0 is newer than 2.0.0; an Upgrade Set never downgrades"));
+        assert_eq!(
+            members[2].member.reason.as_deref(),
+            Some("installed 3.0.0 is newer than 2.0.0; an Upgrade Set never downgrades")
+        );
         // The skips took no slot: ep-1 holds the only one.
         assert_eq!(in_flight(s, set.id).await, ["ep-1"]);
     }

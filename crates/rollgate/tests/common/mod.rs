@@ -106,7 +106,8 @@ impl Server {
             Backend::Sqlite => (Vec::new(), None, "sqlite"),
             Backend::Postgres(url) => {
                 let schema = std::sync::Arc::new(PgSchema::new(url));
-                let args = vec!["--database".to_string(), url.clone(), "--database-schema".to_string(), schema.name.clone()];
+                let args =
+                    vec!["--database".to_string(), url.clone(), "--database-schema".to_string(), schema.name.clone()];
                 (args, Some(schema), "postgres")
             }
         };
@@ -130,7 +131,14 @@ impl Server {
             "--secret-key-file".to_string(),
             shared.join("secret.key").display().to_string(),
         ];
-        let mut server = Server { dir, port: free_port(), proc: None, args, backend_name: "postgres", _schema: Some(schema.clone()) };
+        let mut server = Server {
+            dir,
+            port: free_port(),
+            proc: None,
+            args,
+            backend_name: "postgres",
+            _schema: Some(schema.clone()),
+        };
         server.spawn();
         server
     }
@@ -150,7 +158,8 @@ impl Server {
     /// Starts (or restarts) the server process on the same port and data directory.
     pub fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.data().join("server.url"));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(EXE)
             .args(["server", "--tick-ms", "100", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
             .arg(self.data())
@@ -188,7 +197,8 @@ impl Server {
         all.push("--json");
         let out = self.cli(&all);
         assert!(out.status.success(), "rollgate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
     pub fn token(&self, uses: u32) -> String {
@@ -203,7 +213,16 @@ impl Server {
     pub fn agent(&self, name: &str, token: &str, labels: &[&str]) -> Agent {
         let state = self.dir.path().join("agents").join(name);
         std::fs::create_dir_all(&state).unwrap();
-        let mut agent = Agent { state, name: name.to_string(), url: self.url(), ca: self.ca(), token: token.to_string(), labels: labels.iter().map(|s| s.to_string()).collect(), proc: None, extra: Vec::new() };
+        let mut agent = Agent {
+            state,
+            name: name.to_string(),
+            url: self.url(),
+            ca: self.ca(),
+            token: token.to_string(),
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            proc: None,
+            extra: Vec::new(),
+        };
         agent.spawn();
         agent
     }
@@ -212,7 +231,16 @@ impl Server {
     pub fn agent_via(&self, name: &str, token: &str, servers: &str) -> Agent {
         let state = self.dir.path().join("agents").join(name);
         std::fs::create_dir_all(&state).unwrap();
-        let mut agent = Agent { state, name: name.to_string(), url: servers.to_string(), ca: self.ca(), token: token.to_string(), labels: Vec::new(), proc: None, extra: Vec::new() };
+        let mut agent = Agent {
+            state,
+            name: name.to_string(),
+            url: servers.to_string(),
+            ca: self.ca(),
+            token: token.to_string(),
+            labels: Vec::new(),
+            proc: None,
+            extra: Vec::new(),
+        };
         agent.spawn();
         agent
     }
@@ -264,13 +292,7 @@ impl Agent {
         if !self.extra.iter().any(|a| a == "--poll-interval") {
             cmd.args(["--poll-interval", "1"]);
         }
-        cmd
-            .arg("--ca")
-            .arg(&self.ca)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(&self.extra)
-            .env("ROLLGATE_LOG", "info");
+        cmd.arg("--ca").arg(&self.ca).arg("--state-dir").arg(&self.state).args(&self.extra).env("ROLLGATE_LOG", "info");
         for l in &self.labels {
             cmd.args(["--label", l]);
         }
