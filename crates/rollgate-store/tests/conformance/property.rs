@@ -54,7 +54,7 @@ struct Stats {
     at_limit: usize,
     /// Reports the store applied (changed or unchanged).
     accepted: usize,
-    /// Reports refused as `NoSlot`, `Conflict` or `AttemptOutOfOrder`.
+    /// Reports refused as `NoSlot`, `Conflict`, `AttemptOutOfOrder` or `AttemptNotStarted`.
     refused: usize,
     /// Members seen losing their slot to the stuck timeout (timed out, or back to pending).
     timed_out: usize,
@@ -198,7 +198,10 @@ impl<'a> Campaign<'a> {
         match self.s.record_report(&m.endpoint_id, &r, t(self.now)).await {
             Ok(_) => self.stats.accepted += 1,
             Err(StoreError::Member(
-                MemberError::NoSlot(_) | MemberError::Conflict { .. } | MemberError::AttemptOutOfOrder { .. },
+                MemberError::NoSlot(_)
+                | MemberError::Conflict { .. }
+                | MemberError::AttemptOutOfOrder { .. }
+                | MemberError::AttemptNotStarted { .. },
             )) => self.stats.refused += 1,
             Err(e) => panic!("seed {}, {}: unexpected error {e:?}", self.seed, self.step),
         }
