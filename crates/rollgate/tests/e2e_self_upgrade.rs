@@ -18,10 +18,14 @@ fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails() {
 
 fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails_on(backend: &Backend) {
     let server = Server::start_on(backend);
-    let token = server.token(2);
+    let token = server.token(3);
     let mut good = server.agent("host-good", &token, &[]);
     let mut bad = server.agent("host-bad", &token, &[]);
-    let endpoints = server.wait_endpoints(2);
+    let mut hung = server.agent("host-hung", &token, &[]);
+    hung.extra = vec!["--self-upgrade-grace".into(), "3".into()];
+    hung.proc = None;
+    hung.spawn();
+    let endpoints = server.wait_endpoints(3);
     let id = |host: &str| endpoints.iter().find(|e| e["hostname"] == host).unwrap()["id"].as_str().unwrap().to_string();
     let original = endpoints[0]["products"]["rollgate-agent"].as_str().unwrap().to_string();
 
@@ -35,6 +39,10 @@ fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails_on(backen
     let broken = server.dir.path().join("agent-9.9.10.tar.gz");
     tar_gz(&broken, &[("rollgate", 0o755, b"#!/bin/sh\necho 'broken agent' >&2\nexit 3\n")]);
     server.add_package(&broken, "rollgate-agent", "9.9.10", &[]);
+    // A new agent that starts but never checks in.
+    let stuck = server.dir.path().join("agent-9.9.11.tar.gz");
+    tar_gz(&stuck, &[("rollgate", 0o755, b"#!/bin/sh\necho $$ > \"$0.pid\"\nexec sleep 600\n")]);
+    server.add_package(&stuck, "rollgate-agent", "9.9.11", &[]);
 
     let old_pid = good.pid().unwrap();
     let bad_pid = bad.pid().unwrap();
@@ -71,6 +79,23 @@ fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails_on(backen
         "1",
     ]);
 
+    let hung_id = id("host-hung");
+    let hung_pid = hung.pid().unwrap();
+    server.json(&[
+        "sets",
+        "create",
+        "--name",
+        "agent-hung",
+        "--product",
+        "rollgate-agent",
+        "--version",
+        "9.9.11",
+        "--target",
+        &hung_id,
+        "--max-attempts",
+        "1",
+    ]);
+
     let up = server.wait_set("agent-up", Duration::from_secs(90));
     assert_eq!(up["counts"]["succeeded"], 1, "{up:#}\n{}", good.log());
     wait_for("the old agent to exit", Duration::from_secs(30), || {
@@ -103,5 +128,17 @@ fn agent_upgrades_itself_and_restores_itself_when_the_new_binary_fails_on(backen
     wait_for("the restored agent to check in again", Duration::from_secs(30), || {
         server.json(&["endpoints", "show", &bad_id])["last_seen"].as_str().unwrap() > seen.as_str()
     });
-    drop((good, bad));
+
+    // The silent new agent is given its grace period, then killed, and the old one carries on.
+    let silent = server.wait_set("agent-hung", Duration::from_secs(90));
+    assert_eq!(silent["counts"]["rolled_back"], 1, "{silent:#}\n{}", hung.log());
+    let reason = silent["endpoints"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("did not check in within 3 s"), "{reason}");
+    assert_eq!(hung.pid(), Some(hung_pid));
+    assert!(hung.proc.as_mut().unwrap().0.try_wait().unwrap().is_none(), "the old agent kept running");
+    let pid_file = hung.state.join("products/rollgate-agent/versions/9.9.11/rollgate.pid");
+    let stuck_pid: i32 =
+        std::fs::read_to_string(&pid_file).expect("the silent agent wrote its pid").trim().parse().unwrap();
+    assert!(!alive(stuck_pid), "the silent new agent was killed");
+    drop((good, bad, hung));
 }

@@ -336,3 +336,19 @@ async fn cancelled_set_still_frees_a_silent_slot() {
         assert_eq!(states(s, b_set.id).await, expect(&[("ep-0", InProgress)]));
     }
 }
+
+#[tokio::test]
+async fn tick_releases_only_inside_the_maintenance_window() {
+    for b in backends().await {
+        let s = b.start("tick_releases_only_inside_the_maintenance_window");
+        s.insert_package(&package(PRODUCT, TARGET, t(0))).await.unwrap();
+        online_endpoints(s, &["ep-0"]).await;
+        // t(0) is Friday 2027-01-15 08:00 UTC: the window opens an hour later.
+        let spec = NewSet { window: Some("Fri 09:00-10:00 UTC".to_string()), ..new_set("windowed", 1) };
+        let set = s.create_set(&spec, &ranked(&["ep-0"]), t(0)).await.unwrap();
+        assert!(!s.tick_set(set.id, PARAMS, t(3599)).await.unwrap());
+        assert_eq!(states(s, set.id).await, expect(&[("ep-0", Pending)]));
+        assert!(s.tick_set(set.id, PARAMS, t(3600)).await.unwrap());
+        assert_eq!(states(s, set.id).await, expect(&[("ep-0", InProgress)]));
+    }
+}
