@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod hot;
 pub mod packages;
 pub mod scheduler;
 pub mod secrets;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rollgate_store::Store;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// How the server was asked to run.
 #[derive(Clone, Debug)]
@@ -87,8 +88,8 @@ pub struct AppState {
     pub packages: Arc<packages::PackageStore>,
     /// Settings.
     pub config: Arc<ServerConfig>,
-    /// Bumped whenever assignments may have changed; held polls wait on it.
-    pub changes: Arc<watch::Sender<u64>>,
+    /// Assignments, fingerprints and last-seen times in memory (see [`hot`]).
+    pub hot: Arc<hot::Hot>,
     /// Wakes the scheduler early (a slot was freed, a set was created or resumed).
     pub wake_scheduler: Arc<Notify>,
     /// This process, as a lease holder (random per start).
@@ -96,9 +97,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Tells held polls to look again.
+    /// Says that assignments may have changed: they are reloaded, then held polls look again.
     pub fn announce_change(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.hot.changed();
     }
 }
 
@@ -112,13 +113,15 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let url = format!("https://{addr}");
     std::fs::write(config.data_dir.join("server.url"), format!("{url}\n")).context("while writing server.url")?;
     boot.print_summary(&url);
+    let hot = hot::Hot::load(boot.store.clone()).await.context("while loading the assignments")?;
+    tokio::spawn(hot.clone().run());
     let state = AppState {
         store: boot.store,
         ca: Arc::new(boot.ca),
         admin_token_sha256: boot.admin_token_sha256.into(),
         packages: Arc::new(packages::PackageStore::open(&config.package_dir())?),
         config: Arc::new(config),
-        changes: Arc::new(watch::channel(0).0),
+        hot: hot.clone(),
         wake_scheduler: Arc::new(Notify::new()),
         replica_id: bootstrap::new_secret()[..16].into(),
     };

@@ -37,7 +37,7 @@ use rollgate_server::{AppState, ServerConfig};
 use rollgate_store::{SqlStore, TickParams};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -87,13 +87,16 @@ impl Api {
         let store = SqlStore::open_sqlite(&dir.path().join("rollgate.db")).await.unwrap();
         let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         config.max_package_bytes = max_package_bytes;
+        let store: Arc<dyn rollgate_store::Store> = Arc::new(store);
+        let hot = rollgate_server::hot::Hot::load(store.clone()).await.unwrap();
+        tokio::spawn(hot.clone().run());
         let state = AppState {
-            store: Arc::new(store),
+            store,
             ca: Arc::new(Ca::generate("Rollgate API test CA").unwrap()),
             admin_token_sha256: secret_hash(ADMIN_TOKEN).into(),
             packages: Arc::new(PackageStore::open(&dir.path().join("packages")).unwrap()),
             config: Arc::new(config),
-            changes: Arc::new(watch::channel(0).0),
+            hot,
             wake_scheduler: Arc::new(Notify::new()),
             replica_id: "api-test".into(),
         };
@@ -207,7 +210,10 @@ impl Api {
     /// One scheduler tick for one set, as the scheduler loop would run it.
     async fn tick(&self, set_id: i64) -> bool {
         let params = TickParams { offline_after_secs: self.state.config.offline_after_secs };
-        self.state.store.tick_set(set_id, params, Timestamp::now()).await.unwrap()
+        let changed = self.state.store.tick_set(set_id, params, Timestamp::now()).await.unwrap();
+        // As the scheduler does: announce, and agents see the change once it is reloaded.
+        self.state.hot.reloaded().await;
+        changed
     }
 
     /// `GET /v1/agent/work` as `agent`, without waiting: the answer and its ETag.

@@ -261,6 +261,13 @@ pub trait Store: Send + Sync + 'static {
         products: &BTreeMap<String, String>,
         now: Timestamp,
     ) -> Result<()>;
+    /// Records in one transaction when each of these endpoints last talked to the server
+    /// (batched by the server so that polls do not write); `last_seen` never moves backwards,
+    /// and unknown ids are ignored.
+    async fn touch_endpoints(&self, seen: &[(String, Timestamp)]) -> Result<()>;
+    /// Every member holding a slot, with its set and package: what the servers hand out to
+    /// polling agents. Bounded by the sum of the live sets' max-in-flight.
+    async fn in_flight_assignments(&self) -> Result<Vec<(String, SetRecord, PackageRecord)>>;
     /// Records that the endpoint talked to the server; `last_seen` never moves backwards.
     async fn touch_endpoint(&self, id: &str, now: Timestamp) -> Result<()>;
 

@@ -868,6 +868,57 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn touch_endpoints(&self, seen: &[(String, Timestamp)]) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            for (id, at) in seen {
+                sqlx::query(
+                    "UPDATE endpoints SET last_seen = CASE WHEN last_seen IS NULL OR last_seen < $1 THEN $1 ELSE last_seen END
+                     WHERE id = $2",
+                )
+                .bind(ms(*at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn in_flight_assignments(&self) -> Result<Vec<(String, SetRecord, PackageRecord)>> {
+        let rows = sqlx::query(
+            "SELECT m.endpoint_id AS member_endpoint, s.*, p.product AS p_product, p.version AS p_version,
+                    p.module AS p_module, p.sha256 AS p_sha256, p.size AS p_size, p.min_from AS p_min_from,
+                    p.created_at AS p_created_at
+             FROM set_members m
+             JOIN upgrade_sets s ON s.id = m.set_id
+             JOIN packages p ON p.product = s.product AND p.version = s.version
+             WHERE m.state = 'in_progress'
+             ORDER BY s.id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let package = PackageRecord {
+                    product: row.try_get("p_product")?,
+                    version: row.try_get("p_version")?,
+                    module: row.try_get("p_module")?,
+                    sha256: row.try_get("p_sha256")?,
+                    size: u64_col(row, "p_size")?,
+                    min_from: row.try_get("p_min_from")?,
+                    created_at: ts(row.try_get("p_created_at")?)?,
+                };
+                Ok((row.try_get("member_endpoint")?, set_from_row(row)?, package))
+            })
+            .collect()
+    }
+
     async fn insert_package(&self, p: &PackageRecord) -> Result<()> {
         let size = i64::try_from(p.size).map_err(|_| StoreError::Conflict("package too large".into()))?;
         sqlx::query("INSERT INTO packages (product, version, module, sha256, size, min_from, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")

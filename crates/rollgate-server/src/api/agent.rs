@@ -12,11 +12,8 @@ use rand::RngCore;
 use rollgate_core::member::Outcome;
 use rollgate_core::selector::parse_label;
 use rollgate_store::{EndpointRecord, ReportKindRecord, ReportRecord, StoreError};
-use rollgate_wire::{
-    Assignment, EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind, WorkResponse,
-};
+use rollgate_wire::{EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 use super::{now_ms, validate_product, AgentId, ApiError, JsonBody, PathParams, QueryParams};
@@ -106,58 +103,33 @@ pub struct WorkQuery {
     wait: u64,
 }
 
-async fn current_work(state: &AppState, endpoint_id: &str) -> Result<(WorkResponse, String), ApiError> {
-    let assignment = state.store.assignment_for(endpoint_id).await?.map(|(set, package)| Assignment {
-        set_id: set.id,
-        set_name: set.spec.name,
-        product: package.product,
-        version: package.version,
-        module: package.module,
-        download_path: format!("/v1/agent/packages/{}", package.sha256),
-        sha256: package.sha256,
-        size: package.size,
-        max_attempts: set.spec.max_attempts,
-        backoff_initial_secs: set.spec.backoff_secs,
-        backoff_max_secs: set.spec.backoff_secs.saturating_mul(16).max(set.spec.backoff_secs),
-        step_timeout_secs: set.spec.step_timeout_secs,
-        heartbeat_secs: (set.spec.stuck_timeout_secs / 4).clamp(1, 300),
-    });
-    let work = WorkResponse { assignment };
-    let body = serde_json::to_vec(&work).map_err(|e| anyhow::anyhow!(e))?;
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-    Ok((work, etag))
-}
-
 /// `GET /v1/agent/work?wait=SECS` with `If-None-Match`: answers at once when the work differs
 /// from what the agent has; otherwise holds the request until it changes or `wait` runs out,
-/// then answers 304.
+/// then answers 304. Reads only memory (see [`crate::hot`]).
 pub async fn work(
     State(state): State<AppState>,
     AgentId(id): AgentId,
     QueryParams(q): QueryParams<WorkQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.store.touch_endpoint(&id, now_ms()).await?;
+    state.hot.seen(&id, now_ms());
     let known = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(state.config.long_poll_max_secs));
-    let mut changes = state.changes.subscribe();
+    let mut generation = state.hot.subscribe();
     loop {
-        changes.borrow_and_update();
-        let (work, etag) = current_work(&state, &id).await?;
-        if known.as_deref() != Some(etag.as_str()) {
-            let mut response = Json(work).into_response();
-            if let Ok(v) = HeaderValue::from_str(&etag) {
-                response.headers_mut().insert(header::ETAG, v);
-            }
+        generation.borrow_and_update();
+        let work = state.hot.work_for(&id);
+        let etag = HeaderValue::from_str(&work.etag).map_err(|e| anyhow::anyhow!(e))?;
+        if known.as_deref() != Some(&*work.etag) {
+            let mut response = ([(header::CONTENT_TYPE, "application/json")], work.body).into_response();
+            response.headers_mut().insert(header::ETAG, etag);
             return Ok(response);
         }
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
+        match tokio::time::timeout_at(deadline, generation.changed()).await {
             Ok(Ok(())) => continue,
             _ => {
                 let mut response = StatusCode::NOT_MODIFIED.into_response();
-                if let Ok(v) = HeaderValue::from_str(&etag) {
-                    response.headers_mut().insert(header::ETAG, v);
-                }
+                response.headers_mut().insert(header::ETAG, etag);
                 return Ok(response);
             }
         }
@@ -235,6 +207,7 @@ pub async fn report(
         return Ok(Json(ReportAck { accepted: true }));
     }
     if matches!(record.kind, ReportKindRecord::Finished(_)) {
+        state.hot.finished(&id);
         // A slot is free: release the next endpoint now rather than at the next tick.
         state.wake_scheduler.notify_one();
     }

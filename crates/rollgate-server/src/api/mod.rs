@@ -208,25 +208,21 @@ impl FromRequestParts<AppState> for AgentId {
                 "this route is for enrolled agents and needs their client certificate (mutual TLS)",
             ));
         };
-        let endpoint = match state.store.get_endpoint(&peer.endpoint_id).await {
-            Ok(e) => e,
-            Err(StoreError::NotFound(_)) => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unknown_endpoint",
-                    "certificate names an unknown endpoint",
-                ))
-            }
-            Err(e) => return Err(e.into()),
+        let Some(fingerprint) = state.hot.fingerprint(&peer.endpoint_id).await? else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown_endpoint",
+                "certificate names an unknown endpoint",
+            ));
         };
-        if endpoint.cert_fingerprint != peer.fingerprint {
+        if fingerprint != peer.fingerprint {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unknown_certificate",
                 "certificate is not the one issued to this endpoint",
             ));
         }
-        Ok(AgentId(endpoint.id))
+        Ok(AgentId(peer.endpoint_id))
     }
 }
 
