@@ -53,6 +53,10 @@ pub struct Client {
 /// How long to wait for a connection: short, so fail-over to the next server is quick.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request may take to be answered (a download's body has its own stall limit):
+/// a frozen server must not hold heartbeats, claims or fail-over for minutes.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn builder(ca_pem: &str) -> anyhow::Result<reqwest::ClientBuilder> {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
     Ok(reqwest::Client::builder()
@@ -72,7 +76,10 @@ async fn error_of(response: reqwest::Response) -> ApiFailure {
         Ok(body) => (body.error.code, body.error.message),
         Err(_) => ("unknown".to_string(), text.chars().take(500).collect()),
     };
-    if status.is_server_error() {
+    // Only the server's own refusals are final. A timeout, a misdirected request, rate limiting
+    // or an answer that is not ours (a load balancer's page) may succeed later: retry them.
+    let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 421 | 429) || code == "unknown";
+    if retryable {
         ApiFailure::Server { status, message }
     } else {
         ApiFailure::Refused { status, code, message }
@@ -115,13 +122,20 @@ impl Client {
     ) -> Result<reqwest::Response, ApiFailure> {
         let mut last = None;
         for _ in 0..self.servers.len().max(1) {
-            match make(&self.http, self.base()).send().await {
-                Ok(response) => return Ok(response),
-                Err(err) => {
-                    last = Some(network(err));
-                    self.fail_over();
-                }
+            let request = make(&self.http, self.base());
+            // A held poll sets its own, longer timeout; everything else waits at most this
+            // long for the answer's headers.
+            let limit = request
+                .try_clone()
+                .and_then(|r| r.build().ok())
+                .and_then(|r| r.timeout().copied())
+                .unwrap_or(REQUEST_TIMEOUT);
+            match tokio::time::timeout(limit, request.send()).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(err)) => last = Some(network(err)),
+                Err(_) => last = Some(ApiFailure::Network(format!("no answer within {} s", limit.as_secs()))),
             }
+            self.fail_over();
         }
         Err(last.unwrap_or_else(|| ApiFailure::Network("no server configured".into())))
     }

@@ -5,6 +5,7 @@
 //! **Invariant:** nothing is installed before the server accepted the attempt's start report,
 //! so an endpoint whose slot was taken away never installs outside the set's limit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -26,6 +27,8 @@ pub struct AttemptFailure {
     pub reason: String,
     /// The attempt changed the endpoint and reverted it.
     pub reverted: bool,
+    /// The server took the slot away before anything was installed: stop, report nothing.
+    pub withdrawn: bool,
 }
 
 impl From<InstallFailure> for AttemptFailure {
@@ -37,7 +40,7 @@ impl From<InstallFailure> for AttemptFailure {
             Phase::Rollback => "rollback",
         };
         // The install module's reason already says whether the previous version is healthy.
-        AttemptFailure { phase, reason: f.reason, reverted: f.reverted }
+        AttemptFailure { phase, reason: f.reason, reverted: f.reverted, withdrawn: false }
     }
 }
 
@@ -88,13 +91,21 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
         backoff_initial_secs: a.backoff_initial_secs,
         backoff_max_secs: a.backoff_max_secs,
     };
+    if job.installed {
+        // The agent stopped after a successful install, before the job was closed.
+        return complete_success(agent, &job);
+    }
     if job.in_attempt {
         // The agent died during this attempt: count it as failed and make sure the previous
         // version is the one in place before deciding what to do next.
         job.in_attempt = false;
         restore_previous(agent, &job)?;
-        let failure =
-            AttemptFailure { phase: "install", reason: "the agent stopped during the attempt".into(), reverted: true };
+        let failure = AttemptFailure {
+            phase: "install",
+            reason: "the agent stopped during the attempt".into(),
+            reverted: true,
+            withdrawn: false,
+        };
         let attempt = job.attempts.max(1);
         if give_up_or_wait(agent, &mut job, &policy, attempt, failure).await? {
             return Ok(());
@@ -114,17 +125,22 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
         job.in_attempt = true;
         agent.state.write_json("job.json", &job)?;
         tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, attempt, "attempt started");
+        let withdrawn = AtomicBool::new(false);
         let result = tokio::select! {
-            result = attempt_once(agent, &job, attempt) => result,
-            never = heartbeats(agent, &job, attempt) => match never {},
+            result = attempt_once(agent, &job, attempt, &withdrawn) => result,
+            never = heartbeats(agent, &job, attempt, &withdrawn) => match never {},
         };
         job.in_attempt = false;
         match result {
             Ok(()) => {
-                agent.state.set_installed(&a.product, Some(&a.version))?;
-                outbox::push(&agent.state, report(&job, attempt, ReportKind::Succeeded, None, None))?;
-                finish(agent, &job)?;
-                tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, "upgrade succeeded");
+                // Recorded first, so that a crash from here on still ends in success.
+                job.installed = true;
+                agent.state.write_json("job.json", &job)?;
+                return complete_success(agent, &job);
+            }
+            Err(failure) if failure.withdrawn => {
+                tracing::warn!(set = %a.set_name, "server withdrew the slot before the install; installing nothing");
+                agent.state.remove("job.json")?;
                 return Ok(());
             }
             Err(failure) => {
@@ -137,17 +153,33 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
     }
 }
 
+/// Closes a job whose install succeeded. Every step is idempotent, so it may run again after
+/// a crash (the server ignores a repeated report).
+fn complete_success(agent: &Agent, job: &Job) -> anyhow::Result<()> {
+    let a = &job.assignment;
+    agent.state.set_installed(&a.product, Some(&a.version))?;
+    outbox::push(&agent.state, report(job, job.attempts.max(1), ReportKind::Succeeded, None, None))?;
+    finish(agent, job)?;
+    tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, "upgrade succeeded");
+    Ok(())
+}
+
 /// Tells the server every `heartbeat_secs` that the attempt is still running, so a long
-/// download or install keeps its slot. Runs until the attempt ends (the caller drops it).
-async fn heartbeats(agent: &Agent, job: &Job, attempt: u32) -> std::convert::Infallible {
+/// download, install or backoff keeps its slot. Runs until the caller drops it. When the
+/// server answers that the slot is gone, it sets `withdrawn`.
+async fn heartbeats(agent: &Agent, job: &Job, attempt: u32, withdrawn: &AtomicBool) -> std::convert::Infallible {
     let every = Duration::from_secs(job.assignment.heartbeat_secs.max(1));
     loop {
         tokio::time::sleep(every).await;
         let beat = report(job, attempt, ReportKind::Heartbeat, None, None);
-        if let Err(err) = agent.client.report(&beat).await {
-            // The attempt goes on: it has its own time limits, and the outcome is reported
-            // (late if need be) whatever the server thinks of the slot now.
-            tracing::warn!("heartbeat not accepted: {err}");
+        match agent.client.report(&beat).await {
+            Ok(()) => {}
+            Err(ApiFailure::Refused { code, message, .. }) if code == "no_slot" || code == "attempt_not_started" => {
+                tracing::warn!("the server took the slot away: {message}");
+                withdrawn.store(true, Ordering::SeqCst);
+            }
+            // Unreachable for now: the attempt goes on; its outcome is reported when it can be.
+            Err(err) => tracing::warn!("heartbeat not accepted: {err}"),
         }
     }
 }
@@ -169,7 +201,17 @@ async fn give_up_or_wait(
             )?;
             agent.state.write_json("job.json", &*job)?;
             let _ = outbox::flush(&agent.state, &agent.client).await;
-            tokio::time::sleep(Duration::from_secs(secs)).await;
+            // Heartbeats go on through the backoff: a long wait must not cost the slot.
+            let withdrawn = AtomicBool::new(false);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                never = heartbeats(agent, job, attempt, &withdrawn) => match never {},
+            }
+            if withdrawn.load(Ordering::SeqCst) {
+                tracing::warn!("the server took the slot away during the backoff; stopping this job");
+                agent.state.remove("job.json")?;
+                return Ok(true);
+            }
             Ok(false)
         }
         AfterFailure::GiveUp => {
@@ -201,6 +243,7 @@ fn finish(agent: &Agent, job: &Job) -> anyhow::Result<()> {
 /// crash mid-attempt, when the install module had no chance to revert).
 fn restore_previous(agent: &Agent, job: &Job) -> anyhow::Result<()> {
     let a = &job.assignment;
+    agent.state.set_installed(&a.product, job.from_version.as_deref())?;
     if a.module == "files" && a.product != AGENT_PRODUCT {
         let products = agent.state.products();
         if install::current_version(&products, &a.product) != job.from_version {
@@ -234,20 +277,33 @@ async fn fetch_with_retries(agent: &Agent, job: &Job) -> Result<std::path::PathB
     }
 }
 
-async fn attempt_once(agent: &Agent, job: &Job, attempt: u32) -> Result<(), AttemptFailure> {
+async fn attempt_once(agent: &Agent, job: &Job, attempt: u32, withdrawn: &AtomicBool) -> Result<(), AttemptFailure> {
     let a = &job.assignment;
     let archive = fetch_with_retries(agent, job).await.map_err(|e| {
         let phase = match e {
             DownloadError::HashMismatch { .. } | DownloadError::TooLong { .. } => "verify",
             _ => "download",
         };
-        AttemptFailure { phase, reason: e.to_string(), reverted: false }
+        AttemptFailure { phase, reason: e.to_string(), reverted: false, withdrawn: false }
     })?;
+    if withdrawn.load(Ordering::SeqCst) {
+        // Nothing is changed on an endpoint that no longer holds a slot.
+        return Err(AttemptFailure {
+            phase: "download",
+            reason: "slot withdrawn by the server".into(),
+            reverted: false,
+            withdrawn: true,
+        });
+    }
     if a.product == AGENT_PRODUCT {
         return self_upgrade::hand_over(agent, job, attempt, &archive).await;
     }
-    let module: Module =
-        a.module.parse().map_err(|e| AttemptFailure { phase: "install", reason: format!("{e}"), reverted: false })?;
+    let module: Module = a.module.parse().map_err(|e| AttemptFailure {
+        phase: "install",
+        reason: format!("{e}"),
+        reverted: false,
+        withdrawn: false,
+    })?;
     let env = agent.child_env();
     let request = InstallRequest {
         products_dir: &agent.state.products(),

@@ -232,7 +232,7 @@ async fn cycle(
         return Ok(());
     }
     let from_version = agent.products()?.get(&assignment.product).cloned();
-    let job = Job { assignment, from_version, attempts: 0, in_attempt: false, reverted_any: false };
+    let job = Job { assignment, from_version, attempts: 0, in_attempt: false, reverted_any: false, installed: false };
     agent.state.write_json("job.json", &job)?;
     job::run(agent, job).await
 }

@@ -1,11 +1,14 @@
 //! The agent upgrades itself as the product `rollgate-agent`.
 //!
 //! The old agent unpacks the new binary, points `products/rollgate-agent/current` at it,
-//! starts it with the same arguments, and waits. The new agent, once it has reached the server
-//! over mutual TLS, records the new version, queues the success report and marks the trial
-//! confirmed; the old agent then exits. If the new agent exits or stays silent for the grace
-//! period, the old agent kills it, points `current` back, and counts a failed attempt: the old
-//! agent never stopped, so the endpoint is never without a working agent.
+//! writes `self-upgrade.json`, starts the new binary with the same arguments, and waits. The new
+//! agent, once it has reached the server over mutual TLS, confirms by renaming the file to
+//! `self-upgrade.confirmed`; the old agent gives up waiting by renaming it to
+//! `self-upgrade.aborted`. A rename is atomic, so exactly one of them wins: the loser sees the
+//! file gone and yields (the old agent exits; the new agent exits). Only the winner records
+//! the outcome. If the new agent exits or stays silent for the grace period, the old agent
+//! kills it, points `current` back, and counts a failed attempt: the old agent never stopped,
+//! so the endpoint is never without a working agent.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -22,12 +25,14 @@ use crate::state::{Job, SelfUpgrade};
 use crate::{outbox, Agent, AGENT_PRODUCT};
 
 const FILE: &str = "self-upgrade.json";
+const CONFIRMED: &str = "self-upgrade.confirmed";
+const ABORTED: &str = "self-upgrade.aborted";
 
 /// Set in the new agent's environment so that logs say which side is which.
 pub const TRIAL_ENV: &str = "ROLLGATE_SELF_UPGRADE_TRIAL";
 
 fn failure(phase: &'static str, reason: String, reverted: bool) -> AttemptFailure {
-    AttemptFailure { phase, reason, reverted }
+    AttemptFailure { phase, reason, reverted, withdrawn: false }
 }
 
 /// Old agent's side. Returns only on failure; on success the process exits.
@@ -47,15 +52,22 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
         from_version: job.from_version.clone(),
         to_version: a.version.clone(),
         new_exe: new_exe.clone(),
-        confirmed: false,
     };
     let io = |e: anyhow::Error| failure("install", format!("{e:#}"), false);
     agent.state.write_json(FILE, &trial).map_err(io)?;
     install::switch_current(&products, AGENT_PRODUCT, Some(&a.version)).map_err(|e| io(e.into()))?;
 
-    let revert = |reason: String| {
+    // Gives up on the trial, unless the new agent confirmed first (then this process exits).
+    let abort = |reason: String| {
+        match std::fs::rename(agent.state.file(FILE), agent.state.file(ABORTED)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!("the new agent {} checked in; this agent exits", a.version);
+                std::process::exit(0);
+            }
+            _ => {}
+        }
         let _ = install::switch_current(&products, AGENT_PRODUCT, previous.as_deref());
-        let _ = agent.state.remove(FILE);
+        let _ = agent.state.remove(ABORTED);
         failure("health", reason, true)
     };
     let mut child = match Command::new(&new_exe)
@@ -63,10 +75,11 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
         .env(TRIAL_ENV, "1")
         .stdin(Stdio::null())
         .process_group(0)
+        .kill_on_drop(false)
         .spawn()
     {
         Ok(child) => child,
-        Err(e) => return Err(revert(format!("could not start the new agent: {e}"))),
+        Err(e) => return Err(abort(format!("could not start the new agent: {e}"))),
     };
     let grace = Duration::from_secs(agent.config.self_upgrade_grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
@@ -77,39 +90,53 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
         grace.as_secs()
     );
     loop {
-        if let Ok(Some(t)) = agent.state.read_json::<SelfUpgrade>(FILE) {
-            if t.confirmed {
-                tracing::info!("the new agent {} checked in; this agent exits", a.version);
-                std::process::exit(0);
-            }
+        if !agent.state.file(FILE).exists() {
+            tracing::info!("the new agent {} checked in; this agent exits", a.version);
+            std::process::exit(0);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(revert(format!("the new agent exited with {status} before checking in")));
+            return Err(abort(format!("the new agent exited with {status} before checking in")));
         }
         if tokio::time::Instant::now() >= deadline {
+            let failed = abort(format!("the new agent did not check in within {} s", grace.as_secs()));
             let _ = child.kill().await;
-            return Err(revert(format!("the new agent did not check in within {} s", grace.as_secs())));
+            return Err(failed);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// New agent's side, at start-up, after it reached the server: confirms a trial naming this
-/// binary. A trial naming another binary means the old agent restarted mid-trial: undo it.
+/// binary, or finishes one it confirmed before a crash. A trial naming another binary means the
+/// old agent restarted mid-trial: it is undone.
 pub fn confirm_if_on_trial(agent: &Agent) -> anyhow::Result<()> {
-    let Some(trial) = agent.state.read_json::<SelfUpgrade>(FILE)? else { return Ok(()) };
-    if trial.confirmed {
-        // Confirmed earlier; the old agent has gone.
-        return agent.state.remove(FILE);
+    if let Some(trial) = agent.state.read_json::<SelfUpgrade>(CONFIRMED)? {
+        return complete(agent, &trial);
     }
+    let Some(trial) = agent.state.read_json::<SelfUpgrade>(FILE)? else { return Ok(()) };
     let me = std::env::current_exe().context("while finding this executable")?;
     let same = |p: &Path| p.canonicalize().ok();
     if same(&me) != same(&trial.new_exe) {
         tracing::warn!("found an unfinished self-upgrade to {} from an earlier run; undoing it", trial.to_version);
-        let products = agent.state.products();
-        let _ = install::switch_current(&products, AGENT_PRODUCT, trial.from_version.as_deref());
-        return agent.state.remove(FILE);
+        if std::fs::rename(agent.state.file(FILE), agent.state.file(ABORTED)).is_ok() {
+            let _ = install::switch_current(&agent.state.products(), AGENT_PRODUCT, trial.from_version.as_deref());
+            agent.state.remove(ABORTED)?;
+        }
+        return Ok(());
     }
+    match std::fs::rename(agent.state.file(FILE), agent.state.file(CONFIRMED)) {
+        Ok(()) => complete(agent, &trial),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The old agent gave up on this trial first and has taken over again.
+            tracing::warn!("the old agent ended this trial before it was confirmed; exiting");
+            std::process::exit(1);
+        }
+        Err(e) => Err(e).context("while confirming the self-upgrade"),
+    }
+}
+
+/// Records a confirmed self-upgrade. Idempotent: it runs again if the agent stopped halfway.
+fn complete(agent: &Agent, trial: &SelfUpgrade) -> anyhow::Result<()> {
     agent.state.set_installed(AGENT_PRODUCT, Some(&trial.to_version))?;
     outbox::push(
         &agent.state,
@@ -126,7 +153,7 @@ pub fn confirm_if_on_trial(agent: &Agent) -> anyhow::Result<()> {
     )?;
     agent.state.remove("job.json")?;
     agent.remember_done(trial.set_id)?;
-    agent.state.write_json(FILE, &SelfUpgrade { confirmed: true, ..trial })?;
-    tracing::info!("self-upgrade confirmed");
+    agent.state.remove(CONFIRMED)?;
+    tracing::info!("self-upgrade to {} confirmed", trial.to_version);
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! STATE/installed.json      product -> version (the agent's own version included)
 //! STATE/job.json            the upgrade in progress, if any
 //! STATE/outbox.json         reports waiting for the server's acknowledgement
-//! STATE/self-upgrade.json   a self-upgrade on trial
+//! STATE/self-upgrade.json   a self-upgrade on trial (renamed to .confirmed by the new agent,
+//!                           or to .aborted by the old one: whoever renames first wins)
 //! STATE/downloads/          partial and verified package files
 //! STATE/products/           installed versions (see `install`)
 //! ```
@@ -137,6 +138,10 @@ pub struct Job {
     pub in_attempt: bool,
     /// True when some attempt changed the endpoint and then reverted it.
     pub reverted_any: bool,
+    /// True once an attempt installed the new version and it was healthy: a restarted agent
+    /// then finishes the job as a success instead of treating the attempt as interrupted.
+    #[serde(default)]
+    pub installed: bool,
 }
 
 /// A self-upgrade on trial: written by the old agent, confirmed by the new one.
@@ -152,6 +157,4 @@ pub struct SelfUpgrade {
     pub to_version: String,
     /// The new binary.
     pub new_exe: PathBuf,
-    /// Set by the new agent once it has checked in.
-    pub confirmed: bool,
 }

@@ -32,6 +32,10 @@ pub struct SetFacts<'a> {
     pub target_version: &'a str,
     /// The package may only upgrade endpoints at this version or newer.
     pub min_from: Option<&'a str>,
+    /// Since when the scheduler has been watching without a gap. Silence before this instant
+    /// is not the members' fault (the server or its database was down, or another replica led
+    /// and died), so no member times out before `observing_since + stuck_timeout_secs`.
+    pub observing_since: Timestamp,
 }
 
 /// What the planner knows about one member.
@@ -72,7 +76,8 @@ pub fn plan(set: &SetFacts<'_>, members: &[MemberFacts<'_>], now: Timestamp) -> 
     // Members that go back to Pending in this tick (released, silent, never started).
     let mut requeued: usize = 0;
     for m in members.iter().filter(|m| m.member.holds_slot()) {
-        let silent_secs = m.last_activity.map_or(u64::MAX, |t| secs_between(t, now));
+        let heard_or_watched = m.last_activity.map_or(set.observing_since, |t| t.max(set.observing_since));
+        let silent_secs = secs_between(heard_or_watched, now);
         if silent_secs >= set.stuck_timeout_secs {
             decisions.push(member(
                 m,
@@ -179,6 +184,7 @@ mod tests {
             offline_after_secs: 300,
             target_version: "2.0",
             min_from: Some("1.0"),
+            observing_since: ts(-1_000_000),
         }
     }
 
@@ -319,6 +325,21 @@ mod tests {
         let d = fleet.plan(&facts(SetState::Cancelled, 1), ts(600), true);
         expect_test::expect!["ep-000 TimedOut { silent_secs: 600 }"].assert_eq(&summary(&d));
         assert!(fleet.plan(&facts(SetState::Cancelled, 1), ts(10), true).is_empty());
+    }
+
+    #[test]
+    fn silence_while_nobody_watched_does_not_time_anyone_out() {
+        let mut fleet = Fleet::new(2);
+        let mut set = facts(SetState::Active, 1);
+        fleet.apply(&fleet.plan(&set, ts(0), true), ts(0));
+        // The server was down from ts(10) to ts(5000) and watches again from ts(5000).
+        set.observing_since = ts(5000);
+        assert!(fleet.plan(&set, ts(5000 + 599), true).is_empty(), "a full stuck timeout of grace");
+        let d = fleet.plan(&set, ts(5000 + 600), true);
+        expect_test::expect![[r#"
+            ep-000 TimedOut { silent_secs: 600 }
+            ep-001 Release"#]]
+        .assert_eq(&summary(&d));
     }
 
     #[test]

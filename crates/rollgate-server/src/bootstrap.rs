@@ -146,11 +146,7 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<(Arc<dyn Store>, St
             let store = SqlStore::open_url(url, config.database_schema.as_deref())
                 .await
                 .context("while opening the database given by --database")?;
-            // Never print credentials that may be in the URL.
-            let shown = match url.split_once('@') {
-                Some((_, host)) => format!("postgres://…@{host}"),
-                None => url.clone(),
-            };
+            let shown = redact_url(url);
             let shown = match &config.database_schema {
                 Some(schema) => format!("{shown} (schema {schema})"),
                 None => shown,
@@ -164,6 +160,15 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<(Arc<dyn Store>, St
             Ok((Arc::new(store), path.display().to_string()))
         }
     }
+}
+
+/// A database URL fit to print: no user, password or query parameters (which may hold a
+/// password), only scheme, host, port and database.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    format!("{scheme}://{host_and_path}")
 }
 
 /// The installation's CA: the one in the database, or a new one if there is none yet.
@@ -201,6 +206,21 @@ async fn agree_on_admin_token(store: &dyn Store, key: &SecretKey) -> anyhow::Res
         bail!("the stored admin token does not match its hash; the database is damaged");
     }
     Ok((token, stored.sha256))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_are_printed_without_credentials() {
+        for (url, shown) in [
+            ("postgres://u:p@ss@db:5432/x?sslmode=require", "postgres://db:5432/x"),
+            ("postgres://db/x?password=secret", "postgres://db/x"),
+            ("postgresql://user@db/x", "postgresql://db/x"),
+            ("postgres://db:5432/x", "postgres://db:5432/x"),
+        ] {
+            assert_eq!(super::redact_url(url), shown);
+        }
+    }
 }
 
 /// The certificate the server presents: the operator's, or one the CA issues for this host.

@@ -172,6 +172,9 @@ impl Hot {
     async fn flush_seen(&self) -> Result<(), StoreError> {
         let batch: Vec<(String, Timestamp)> =
             std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
         let result = self.store.touch_endpoints(&batch).await;
         if result.is_err() {
             // Keep them for the next flush, unless the endpoint was seen again meanwhile.

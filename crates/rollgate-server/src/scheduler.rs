@@ -22,11 +22,23 @@ pub async fn run(state: AppState) {
     let tick = Duration::from_millis(state.config.tick_ms.max(10));
     // Long enough to survive a slow tick, short enough that a dead holder is replaced quickly.
     let lease_ms = i64::try_from((tick * 5).max(Duration::from_secs(3)).as_millis()).unwrap_or(i64::MAX);
-    let params = TickParams { offline_after_secs: state.config.offline_after_secs };
     let mut leading = false;
+    // When this replica started watching without a gap; see `TickParams::observing_since`.
+    let mut observing_since = Timestamp::now();
+    let mut last_tick = Timestamp::now();
     loop {
+        let now = Timestamp::now();
+        let gap = now.duration_since(last_tick).unsigned_abs();
+        if gap > tick * 5 {
+            // Ticks were missed (database outage, overloaded machine): nobody was watching.
+            observing_since = now;
+        }
         match state.store.try_lease(LEASE, &state.replica_id, Timestamp::now(), lease_ms).await {
             Ok(held) => {
+                if held && !leading {
+                    // Taking over: the previous leader may have been gone for a while.
+                    observing_since = now;
+                }
                 if held != leading {
                     tracing::info!(replica = %state.replica_id, "{} the scheduler lease", if held { "took" } else { "lost" });
                     leading = held;
@@ -38,12 +50,14 @@ pub async fn run(state: AppState) {
             }
         }
         if leading {
+            let params = TickParams { offline_after_secs: state.config.offline_after_secs, observing_since };
             match tick_all(&state, params).await {
                 Ok(true) => state.announce_change(),
                 Ok(false) => {}
                 Err(err) => tracing::error!("scheduler tick failed: {err:#}"),
             }
         }
+        last_tick = Timestamp::now();
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = state.wake_scheduler.notified() => {}
@@ -54,7 +68,11 @@ pub async fn run(state: AppState) {
 async fn tick_all(state: &AppState, params: TickParams) -> anyhow::Result<bool> {
     let mut changed = false;
     for set_id in state.store.live_set_ids().await? {
-        changed |= state.store.tick_set(set_id, params, Timestamp::now()).await?;
+        // One set failing (a damaged row, say) must not stop every set after it.
+        match state.store.tick_set(set_id, params, Timestamp::now()).await {
+            Ok(c) => changed |= c,
+            Err(err) => tracing::error!(set_id, "scheduler tick of one set failed: {err}"),
+        }
     }
     Ok(changed)
 }

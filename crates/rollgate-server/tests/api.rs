@@ -209,7 +209,10 @@ impl Api {
 
     /// One scheduler tick for one set, as the scheduler loop would run it.
     async fn tick(&self, set_id: i64) -> bool {
-        let params = TickParams { offline_after_secs: self.state.config.offline_after_secs };
+        let params = TickParams {
+            offline_after_secs: self.state.config.offline_after_secs,
+            observing_since: jiff::Timestamp::UNIX_EPOCH,
+        };
         let changed = self.state.store.tick_set(set_id, params, Timestamp::now()).await.unwrap();
         // As the scheduler does: announce, and agents see the change once it is reloaded.
         self.state.hot.reloaded().await;
@@ -1207,7 +1210,7 @@ async fn heartbeats_count_for_the_current_attempt_only_and_keep_its_slot() {
     // The heartbeat moved the member's last activity: 4 s after it the member keeps its slot,
     // although that is more than `stuck` seconds after the attempt started.
     let tick_at = |at: Timestamp| {
-        let params = TickParams { offline_after_secs: 3600 };
+        let params = TickParams { offline_after_secs: 3600, observing_since: jiff::Timestamp::UNIX_EPOCH };
         let store = api.state.store.clone();
         async move { store.tick_set(set_id, params, at).await.unwrap() }
     };

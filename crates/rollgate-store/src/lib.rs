@@ -213,6 +213,8 @@ pub enum ReportKindRecord {
 pub struct TickParams {
     /// An endpoint not seen for this long is not released.
     pub offline_after_secs: u64,
+    /// Since when the scheduler has watched without a gap (see `release::SetFacts`).
+    pub observing_since: Timestamp,
 }
 
 /// The storage interface shared by every backend.

@@ -82,14 +82,15 @@ fn sqlite_pragmas(
 
 /// Checks a schema name: it is spliced into SQL, so only a safe alphabet is allowed.
 fn validate_schema(schema: &str) -> Result<()> {
+    // 46: the channel `rollgate_changes_<schema>` must stay under PostgreSQL's 64-byte limit.
     let ok = !schema.is_empty()
-        && schema.len() <= 63
+        && schema.len() <= 46
         && schema.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
         && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!("bad schema name `{schema}`: use 1 to 63 lower-case letters, digits and `_`")))
+        Err(StoreError::Invalid(format!("bad schema name `{schema}`: use 1 to 46 lower-case letters, digits and `_`")))
     }
 }
 
@@ -120,7 +121,15 @@ impl SqlStore {
         validate_schema(&schema)?;
         {
             let setup = AnyPoolOptions::new().max_connections(1).connect(url).await?;
-            setup.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str()).await?;
+            let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+            // Servers starting together can race here (`IF NOT EXISTS` is not atomic); the
+            // loser sees a unique violation, and the schema exists by then.
+            match setup.execute(create.as_str()).await {
+                Err(e) if is_unique_violation(&e) => {}
+                other => {
+                    other?;
+                }
+            }
             setup.close().await;
         }
         let search_path = schema.clone();
@@ -359,6 +368,7 @@ impl SqlStore {
             offline_after_secs: params.offline_after_secs,
             target_version: &set.spec.version,
             min_from: package.min_from.as_deref(),
+            observing_since: params.observing_since,
         };
         let member_facts: Vec<MemberFacts<'_>> = members
             .iter()

@@ -124,7 +124,7 @@ pub const TARGET: &str = "2.0.0";
 pub const FROM: &str = "1.0.0";
 /// Scheduler settings for scenarios not about offline endpoints: a day, longer than any
 /// scenario, so endpoints touched at `t(0)` stay online.
-pub const PARAMS: TickParams = TickParams { offline_after_secs: 86_400 };
+pub const PARAMS: TickParams = TickParams { offline_after_secs: 86_400, observing_since: jiff::Timestamp::UNIX_EPOCH };
 
 /// A label or product map from pairs.
 pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

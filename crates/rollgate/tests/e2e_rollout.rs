@@ -257,3 +257,61 @@ fn a_vanished_endpoint_loses_its_slot_after_the_stuck_timeout_on(backend: &Backe
     assert!(gone["reason"].as_str().unwrap().contains("no report for"), "{gone}");
     assert_eq!(peak_in_flight(&server, "vanish", &ids(&endpoints)), 1);
 }
+
+#[test]
+fn a_failure_reason_with_control_bytes_is_recorded() {
+    for backend in backends() {
+        a_failure_reason_with_control_bytes_is_recorded_on(&backend);
+    }
+}
+
+fn a_failure_reason_with_control_bytes_is_recorded_on(backend: &Backend) {
+    let server = Server::start_on(backend);
+    let token = server.token(1);
+    let agent = server.agent("host-0", &token, &[]);
+    let endpoints = server.wait_endpoints(1);
+    // PostgreSQL refuses NUL in text; a report carrying one must not jam the agent's outbox.
+    let pkg = server.dir.path().join("nul.tar.gz");
+    tar_gz(&pkg, &[("rollgate-health", 0o755, b"#!/bin/sh\nprintf 'bad\\000byte\\033[31m' >&2\nexit 1\n")]);
+    server.add_package(&pkg, "sample", "1.0.0", &[]);
+    create_set(&server, "nul", "1.0.0", &["--max-attempts", "1"]);
+    let set = server.wait_set("nul", Duration::from_secs(60));
+    assert_eq!(set["counts"]["rolled_back"], 1, "{set:#}\n{}", agent.log());
+    let reason = set["endpoints"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("bad byte"), "{reason}");
+    assert!(!reason.contains('\0'));
+    let id = endpoints[0]["id"].as_str().unwrap();
+    let history = server.json(&["endpoints", "show", id])["history"].clone();
+    assert_eq!(history[0]["outcome"], "rolled_back", "{history:#}");
+}
+
+#[test]
+fn a_server_outage_longer_than_the_stuck_timeout_frees_no_slot() {
+    for backend in backends() {
+        a_server_outage_longer_than_the_stuck_timeout_frees_no_slot_on(&backend);
+    }
+}
+
+fn a_server_outage_longer_than_the_stuck_timeout_frees_no_slot_on(backend: &Backend) {
+    let mut server = Server::start_on(backend);
+    let token = server.token(2);
+    let _agents: Vec<Agent> = (0..2).map(|i| server.agent(&format!("host-{i}"), &token, &[])).collect();
+    let endpoints = server.wait_endpoints(2);
+    let pkg = sample_package(server.dir.path(), "1.0.0", 9.0, false);
+    server.add_package(&pkg, "sample", "1.0.0", &[]);
+    create_set(&server, "outage", "1.0.0", &["--max-in-flight", "1", "--stuck-timeout", "5s", "--step-timeout", "60s"]);
+    wait_for("the first attempt to start", Duration::from_secs(30), || {
+        server.json(&["sets", "show", "outage"])["endpoints"].as_array().unwrap().iter().any(|e| e["attempts"] == 1)
+    });
+    // Down for longer than the stuck timeout: heartbeats cannot arrive, through no fault of
+    // the endpoint, which keeps installing.
+    server.kill();
+    std::thread::sleep(Duration::from_secs(7));
+    server.spawn();
+    let set = server.wait_set("outage", Duration::from_secs(90));
+    assert_eq!(set["counts"]["succeeded"], 2, "{set:#}");
+    assert_eq!(peak_in_flight(&server, "outage", &ids(&endpoints)), 1, "the outage let a second endpoint start");
+    for e in set["endpoints"].as_array().unwrap() {
+        assert_eq!(e["attempts"], 1, "{e}");
+    }
+}

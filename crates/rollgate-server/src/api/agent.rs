@@ -38,7 +38,26 @@ fn validate_host(hostname: &str, os: &str) -> Result<(), ApiError> {
     if hostname.is_empty() || hostname.len() > 255 || os.len() > 255 {
         return Err(ApiError::bad_request("hostname must be 1 to 255 bytes and os at most 255"));
     }
+    if hostname.chars().chain(os.chars()).any(char::is_control) {
+        return Err(ApiError::bad_request("hostname and os must not contain control characters"));
+    }
     Ok(())
+}
+
+/// Makes agent-supplied text safe to store and show: control characters other than newline
+/// and tab become spaces (PostgreSQL refuses NUL in text, and a report it refuses would block
+/// the agent's outbox), and the text is cut to `max_bytes` at a character boundary.
+pub fn clean_text(text: &str, max_bytes: usize) -> String {
+    let mut out: String =
+        text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { ' ' } else { c }).collect();
+    if out.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
 }
 
 /// `POST /v1/enroll`.
@@ -161,18 +180,11 @@ fn parse_report(r: &Report) -> Result<ReportRecord, ApiError> {
     let at: Timestamp = r.at.parse().map_err(|e| ApiError::bad_request(format!("bad `at` time `{}`: {e}", r.at)))?;
     let reason = r.reason.as_ref().map(|text| {
         // Bounded: a reason is for people, not a log dump.
-        let mut text = match &r.phase {
+        let text = match &r.phase {
             Some(phase) => format!("{phase}: {text}"),
             None => text.clone(),
         };
-        if text.len() > 2000 {
-            let mut cut = 2000;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-        }
-        text
+        clean_text(&text, 2000)
     });
     Ok(ReportRecord {
         set_id: r.set_id,

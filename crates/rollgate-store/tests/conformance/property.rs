@@ -22,7 +22,7 @@ const SEEDS: std::ops::Range<u64> = 0..8;
 const CHAOS_STEPS: usize = 250;
 /// Ticks allowed for the sets to finish once every agent behaves.
 const SETTLE_ROUNDS: usize = 200;
-const PARAMS: TickParams = TickParams { offline_after_secs: 120 };
+const PARAMS: TickParams = TickParams { offline_after_secs: 120, observing_since: jiff::Timestamp::UNIX_EPOCH };
 
 #[tokio::test]
 async fn random_campaigns_keep_the_invariants_and_leave_no_member_undecided() {

@@ -51,7 +51,7 @@ async fn tick_releases_up_to_the_limit_in_rank_order() {
 async fn tick_releases_only_online_endpoints() {
     for b in backends().await {
         let s = b.start("tick_releases_only_online_endpoints");
-        let params = TickParams { offline_after_secs: 300 };
+        let params = TickParams { offline_after_secs: 300, observing_since: jiff::Timestamp::UNIX_EPOCH };
         s.insert_package(&package(PRODUCT, TARGET, t(0))).await.unwrap();
         enroll_all(s, &["ep-0", "ep-1", "ep-2", "ep-3"]).await;
         s.touch_endpoint("ep-0", t(700)).await.unwrap(); // 300 s before the tick: offline.
