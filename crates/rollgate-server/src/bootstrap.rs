@@ -208,21 +208,6 @@ async fn agree_on_admin_token(store: &dyn Store, key: &SecretKey) -> anyhow::Res
     Ok((token, stored.sha256))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_urls_are_printed_without_credentials() {
-        for (url, shown) in [
-            ("postgres://u:p@ss@db:5432/x?sslmode=require", "postgres://db:5432/x"),
-            ("postgres://db/x?password=secret", "postgres://db/x"),
-            ("postgresql://user@db/x", "postgresql://db/x"),
-            ("postgres://db:5432/x", "postgres://db:5432/x"),
-        ] {
-            assert_eq!(super::redact_url(url), shown);
-        }
-    }
-}
-
 /// The certificate the server presents: the operator's, or one the CA issues for this host.
 fn server_identity(config: &ServerConfig, ca: &Ca) -> anyhow::Result<(String, String)> {
     match (&config.tls_cert, &config.tls_key) {
@@ -246,5 +231,20 @@ fn server_identity(config: &ServerConfig, ca: &Ca) -> anyhow::Result<(String, St
             Ok(ca.issue_server_cert(&names).context("while issuing the server certificate")?)
         }
         _ => bail!("--tls-cert and --tls-key go together: give both or neither"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_are_printed_without_credentials() {
+        for (url, shown) in [
+            ("postgres://u:p@ss@db:5432/x?sslmode=require", "postgres://db:5432/x"),
+            ("postgres://db/x?password=secret", "postgres://db/x"),
+            ("postgresql://user@db/x", "postgresql://db/x"),
+            ("postgres://db:5432/x", "postgres://db:5432/x"),
+        ] {
+            assert_eq!(super::redact_url(url), shown);
+        }
     }
 }
