@@ -103,6 +103,18 @@ impl AppState {
     }
 }
 
+/// Opens the package directory and removes old bytes that no package names.
+async fn open_packages(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<packages::PackageStore> {
+    let packages = packages::PackageStore::open(&config.package_dir())?;
+    let referenced = store.list_packages().await?.into_iter().map(|p| p.sha256).collect();
+    match packages.collect_garbage(&referenced) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} package files that no package names"),
+        Err(e) => tracing::warn!("could not clean the package directory: {e}"),
+    }
+    Ok(packages)
+}
+
 /// Bootstraps the data directory, binds, and serves until the process is stopped.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let boot = bootstrap::prepare(&config).await?;
@@ -113,13 +125,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let url = format!("https://{addr}");
     std::fs::write(config.data_dir.join("server.url"), format!("{url}\n")).context("while writing server.url")?;
     boot.print_summary(&url);
+    let packages = open_packages(&config, &*boot.store).await?;
     let hot = hot::Hot::load(boot.store.clone()).await.context("while loading the assignments")?;
     tokio::spawn(hot.clone().run());
     let state = AppState {
         store: boot.store,
         ca: Arc::new(boot.ca),
         admin_token_sha256: boot.admin_token_sha256.into(),
-        packages: Arc::new(packages::PackageStore::open(&config.package_dir())?),
+        packages: Arc::new(packages),
         config: Arc::new(config),
         hot: hot.clone(),
         wake_scheduler: Arc::new(Notify::new()),

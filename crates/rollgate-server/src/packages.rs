@@ -95,6 +95,9 @@ impl PackageStore {
         E: std::fmt::Display,
     {
         let tmp_path = self.root.join("tmp").join(crate::bootstrap::new_secret());
+        // Removes the temporary file however this future ends, cancellation included (a client
+        // that hangs up mid-upload drops the handler).
+        let _guard = RemoveOnDrop(tmp_path.clone());
         let result = async {
             let mut file = tokio::fs::File::create(&tmp_path).await?;
             let mut hasher = Sha256::new();
@@ -126,14 +129,73 @@ impl PackageStore {
             Ok(Stored { sha256: actual, size })
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp_path).await;
-        }
         result
     }
 
-    /// Removes stored bytes (used when the database refused the package after the upload).
-    pub async fn remove(&self, sha256: &str) {
-        let _ = tokio::fs::remove_file(self.path_of(sha256)).await;
+    /// Removes stored bytes that no package names and that are older than a day (younger ones
+    /// may belong to an upload whose database row is about to be written, on any replica).
+    /// Returns how many files were removed.
+    pub fn collect_garbage(&self, referenced: &std::collections::HashSet<String>) -> std::io::Result<usize> {
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        let mut removed = 0;
+        for entry in std::fs::read_dir(self.root.join("sha256"))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < day_ago);
+            if old && !referenced.contains(&name) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Deletes a file when dropped, if it still exists (after a successful rename it does not).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::time::{Duration, SystemTime};
+
+    fn aged(path: &Path, age: Duration) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn garbage_is_old_unreferenced_bytes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackageStore::open(dir.path()).unwrap();
+        for name in ["a", "b", "c"] {
+            std::fs::write(store.path_of(name), name).unwrap();
+        }
+        let two_days = Duration::from_secs(2 * 24 * 3600);
+        aged(&store.path_of("a"), two_days);
+        aged(&store.path_of("b"), two_days);
+        let referenced: HashSet<String> = ["a".to_string()].into();
+        assert_eq!(store.collect_garbage(&referenced).unwrap(), 1);
+        assert!(store.path_of("a").exists(), "named by a package");
+        assert!(!store.path_of("b").exists(), "old and named by none");
+        assert!(store.path_of("c").exists(), "young: an upload may be about to name it");
+    }
+
+    #[tokio::test]
+    async fn an_upload_dropped_midway_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackageStore::open(dir.path()).unwrap();
+        // A body that sends one chunk and then never ends, like a client that stalls.
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"partial"))])
+            .chain(futures_util::stream::pending());
+        let upload = store.store(Box::pin(body), None, 1 << 20);
+        assert!(tokio::time::timeout(Duration::from_millis(200), upload).await.is_err(), "still waiting for bytes");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "temporary file removed when the upload was dropped: {left:?}");
     }
 }

@@ -123,12 +123,9 @@ pub async fn upload_package(
         min_from: q.min_from,
         created_at: now_ms(),
     };
-    if let Err(e) = state.store.insert_package(&record).await {
-        if !state.store.package_sha_exists(&stored.sha256).await.unwrap_or(true) {
-            state.packages.remove(&stored.sha256).await;
-        }
-        return Err(e.into());
-    }
+    // If the row is refused, the bytes stay: another upload may name the same bytes at this
+    // moment. Unreferenced bytes are collected at start-up (`PackageStore::collect_garbage`).
+    state.store.insert_package(&record).await?;
     Ok((StatusCode::CREATED, Json(package_info(record))))
 }
 
