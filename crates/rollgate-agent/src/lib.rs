@@ -161,7 +161,19 @@ async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
     };
     let ca = std::fs::read_to_string(ca_file).with_context(|| format!("while reading --ca {}", ca_file.display()))?;
     let hostname = config.hostname.clone().unwrap_or_else(machine_hostname);
-    let (key_pem, csr_pem) = rollgate_pki::new_client_key_and_csr(&hostname)?;
+    // The key and CSR are kept before asking, and reused if this enrollment is retried: should
+    // the answer be lost, the server recognizes the key and returns the same endpoint.
+    let (key_path, csr_path) = (state.identity("key.pem"), state.identity("pending.csr"));
+    let (key_pem, csr_pem) = match (std::fs::read_to_string(&key_path), std::fs::read_to_string(&csr_path)) {
+        (Ok(key), Ok(csr)) => (key, csr),
+        _ => {
+            let (key, csr) = rollgate_pki::new_client_key_and_csr(&hostname)?;
+            state::write_atomic(&key_path, key.as_bytes())?;
+            std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            state::write_atomic(&csr_path, csr.as_bytes())?;
+            (key, csr)
+        }
+    };
     let client = Client::anonymous(config.servers.clone(), &ca)?;
     let request =
         EnrollRequest { token: token.clone(), csr_pem, hostname, os: os_description(), labels: config.labels.clone() };
@@ -169,12 +181,12 @@ async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
         ApiFailure::Refused { message, .. } => anyhow::anyhow!("enrollment refused: {message}"),
         other => anyhow::anyhow!("enrollment failed: {other}"),
     })?;
-    // The key first: an identity directory with a certificate but no key would be useless.
-    state::write_atomic(&state.identity("key.pem"), key_pem.as_bytes())?;
-    std::fs::set_permissions(state.identity("key.pem"), std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    drop(key_pem);
     state::write_atomic(&state.identity("cert.pem"), response.cert_pem.as_bytes())?;
     state::write_atomic(&state.identity("ca.pem"), ca.as_bytes())?;
+    // Written last: its presence means the identity is complete.
     state::write_atomic(&state.identity("endpoint_id"), response.endpoint_id.as_bytes())?;
+    let _ = std::fs::remove_file(&csr_path);
     tracing::info!(endpoint = %response.endpoint_id, "enrolled");
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! a crash leaves either the old or the new version, never half of one.
 //!
 //! ```text
-//! STATE/identity/{key.pem,cert.pem,ca.pem,endpoint_id}
+//! STATE/identity/{key.pem,cert.pem,ca.pem,endpoint_id} (and pending.csr until enrolled)
 //! STATE/agent.pid          the running agent's pid (after a self-upgrade, the new one's)
 //! STATE/done-sets.json     sets finished here, so a stale assignment is not started again
 //! STATE/installed.json      product -> version (the agent's own version included)

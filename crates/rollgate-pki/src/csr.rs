@@ -36,9 +36,23 @@ pub fn new_client_key_and_csr(hostname_hint: &str) -> Result<(String, String), P
     Ok((key.serialize_pem(), csr_pem))
 }
 
+/// Lower-case hex SHA-256 of the public key (SubjectPublicKeyInfo DER) of the CSR in
+/// `csr_pem`, after the same checks as signing. The server uses it to recognize an agent that
+/// enrolls again with the key it enrolled with.
+pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String, PkiError> {
+    use sha2::{Digest, Sha256};
+    Ok(hex::encode(Sha256::digest(verified_spki_der(csr_pem)?)))
+}
+
 /// The public key of the CSR in `csr_pem`, after checking its size, its syntax and its
 /// self-signature.
 pub(crate) fn verified_public_key(csr_pem: &str) -> Result<rcgen::SubjectPublicKeyInfo, PkiError> {
+    rcgen::SubjectPublicKeyInfo::from_der(&verified_spki_der(csr_pem)?)
+        .map_err(|err| PkiError::UnsupportedPublicKey { reason: err.to_string() })
+}
+
+/// The DER SubjectPublicKeyInfo of a verified CSR.
+fn verified_spki_der(csr_pem: &str) -> Result<Vec<u8>, PkiError> {
     if csr_pem.len() > MAX_CSR_PEM_BYTES {
         return Err(PkiError::TooLarge {
             what: "certificate signing request PEM",
@@ -55,8 +69,7 @@ pub(crate) fn verified_public_key(csr_pem: &str) -> Result<rcgen::SubjectPublicK
         return Err(PkiError::MalformedCsr { reason: format!("{} trailing bytes after the request", rest.len()) });
     }
     csr.verify_signature().map_err(|err| PkiError::CsrSignature { reason: err.to_string() })?;
-    rcgen::SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw)
-        .map_err(|err| PkiError::UnsupportedPublicKey { reason: err.to_string() })
+    Ok(csr.certification_request_info.subject_pki.raw.to_vec())
 }
 
 /// The CSR common name for a hostname hint: printable, trimmed, at most 64 characters.

@@ -25,7 +25,7 @@ mod tls;
 mod validity;
 
 pub use ca::{Ca, MAX_COMMON_NAME_CHARS};
-pub use csr::{new_client_key_and_csr, MAX_CSR_PEM_BYTES};
+pub use csr::{csr_key_fingerprint, new_client_key_and_csr, MAX_CSR_PEM_BYTES};
 pub use error::PkiError;
 pub use inspect::{endpoint_id_from_cert_der, fingerprint_sha256, not_after_from_cert_der};
 pub use pem::{certs_from_pem, csr_from_pem, key_from_pem};

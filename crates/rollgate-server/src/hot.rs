@@ -146,11 +146,19 @@ impl Hot {
         map.get(endpoint_id).cloned().unwrap_or_else(|| self.nothing.clone())
     }
 
-    /// The fingerprint of the certificate issued to an endpoint, or None if it is unknown.
-    pub async fn fingerprint(&self, endpoint_id: &str) -> Result<Option<String>, StoreError> {
-        if let Some(f) = self.fingerprints.read().unwrap_or_else(|p| p.into_inner()).get(endpoint_id) {
-            return Ok(Some(f.clone()));
+    /// Whether `presented` is the certificate fingerprint an endpoint was issued: Some(true)
+    /// or Some(false), or None when the endpoint is unknown. A mismatch with the cached value is
+    /// checked again against the database, since a re-enrolled endpoint (on any replica) has a
+    /// new certificate.
+    pub async fn certificate_matches(&self, endpoint_id: &str, presented: &str) -> Result<Option<bool>, StoreError> {
+        let cached = self.fingerprints.read().unwrap_or_else(|p| p.into_inner()).get(endpoint_id).cloned();
+        if cached.as_deref() == Some(presented) {
+            return Ok(Some(true));
         }
+        Ok(self.fingerprint_from_store(endpoint_id).await?.map(|f| f == presented))
+    }
+
+    async fn fingerprint_from_store(&self, endpoint_id: &str) -> Result<Option<String>, StoreError> {
         match self.store.get_endpoint(endpoint_id).await {
             Ok(e) => {
                 self.fingerprints

@@ -539,8 +539,10 @@ async fn enroll_token_creation_rejects_out_of_range_uses_and_ttl() {
 #[tokio::test]
 async fn enroll_refuses_unknown_expired_and_used_up_tokens() {
     let api = Api::new().await;
-    let (_key, csr_pem) = rollgate_pki::new_client_key_and_csr("web-1").unwrap();
+    // A new key for every request: the same key again would be a retry, which is answered
+    // with the same endpoint (see `enrolling_again_with_the_same_key_returns_the_same_endpoint`).
     let request = |token: &str| {
+        let (_key, csr_pem) = rollgate_pki::new_client_key_and_csr("web-1").unwrap();
         json_req(
             anonymous(Method::POST, "/v1/enroll"),
             &json!({"token": token, "csr_pem": csr_pem, "hostname": "web-1", "os": "Linux"}),
@@ -1540,4 +1542,33 @@ async fn upload_create_tick_then_the_agent_gets_its_assignment_and_reports_succe
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["outcome"], "succeeded");
     assert_eq!(history[0]["set"], "s1");
+}
+
+#[tokio::test]
+async fn enrolling_again_with_the_same_key_returns_the_same_endpoint() {
+    let api = Api::new().await;
+    // One use only: a retry after a lost answer must not need a second one.
+    let req = api.enroll_request("host-a", json!({"site": "hq"})).await;
+    let first =
+        agent_from_enrollment(&api.ok(json_req(anonymous(Method::POST, "/v1/enroll"), &req), StatusCode::OK).await);
+    let again =
+        agent_from_enrollment(&api.ok(json_req(anonymous(Method::POST, "/v1/enroll"), &req), StatusCode::OK).await);
+    assert_eq!(again.id, first.id, "the same endpoint");
+    assert_ne!(again.fingerprint, first.fingerprint, "a new certificate");
+    let endpoints = api.ok(empty(admin(Method::GET, "/v1/endpoints")), StatusCode::OK).await;
+    assert_eq!(endpoints.as_array().unwrap().len(), 1, "no second endpoint: {endpoints}");
+    // The new certificate works; the one whose answer was lost no longer does.
+    api.ok(empty(as_agent(&again, Method::GET, "/v1/agent/work")), StatusCode::OK).await;
+    api.fails(empty(as_agent(&first, Method::GET, "/v1/agent/work")), StatusCode::UNAUTHORIZED, "unknown_certificate")
+        .await;
+    // Another key with the spent token is still refused.
+    let mut other = api.enroll_request("host-b", json!({})).await;
+    other["token"] = req["token"].clone();
+    api.fails(json_req(anonymous(Method::POST, "/v1/enroll"), &other), StatusCode::UNAUTHORIZED, "enroll_refused")
+        .await;
+    // The same key with an unknown token is refused too.
+    let mut wrong = req.clone();
+    wrong["token"] = json!("not-a-token");
+    api.fails(json_req(anonymous(Method::POST, "/v1/enroll"), &wrong), StatusCode::UNAUTHORIZED, "enroll_refused")
+        .await;
 }

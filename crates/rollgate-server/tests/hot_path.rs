@@ -141,6 +141,22 @@ impl Store for CountingStore {
         self.inner.enroll(token_sha256, endpoint, now).await
     }
 
+    async fn endpoint_by_public_key(&self, public_key_sha256: &str) -> Result<Option<String>> {
+        self.count("endpoint_by_public_key");
+        self.inner.endpoint_by_public_key(public_key_sha256).await
+    }
+
+    async fn reissue(
+        &self,
+        token_sha256: &str,
+        endpoint_id: &str,
+        cert_fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.count("reissue");
+        self.inner.reissue(token_sha256, endpoint_id, cert_fingerprint, now).await
+    }
+
     async fn get_endpoint(&self, id: &str) -> Result<EndpointRecord> {
         self.count("get_endpoint");
         self.inner.get_endpoint(id).await

@@ -65,6 +65,8 @@ pub struct EndpointRecord {
     pub products: BTreeMap<String, String>,
     /// SHA-256 of its client certificate.
     pub cert_fingerprint: String,
+    /// SHA-256 of its public key, when it enrolled with a CSR (see `rollgate_pki::csr_key_fingerprint`).
+    pub public_key_sha256: Option<String>,
     /// When it enrolled.
     pub enrolled_at: Timestamp,
     /// When it last talked to the server.
@@ -248,6 +250,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Uses one enrollment of a token and creates the endpoint, in one transaction.
     async fn enroll(&self, token_sha256: &str, endpoint: &EndpointRecord, now: Timestamp) -> Result<()>;
+    /// The endpoint that enrolled with this public key, if any.
+    async fn endpoint_by_public_key(&self, public_key_sha256: &str) -> Result<Option<String>>;
+    /// Gives an endpoint a new certificate after it enrolled again with its own key (its
+    /// first answer was lost). The token must exist and be unexpired, but no use is taken:
+    /// the first enrollment took it.
+    async fn reissue(
+        &self,
+        token_sha256: &str,
+        endpoint_id: &str,
+        cert_fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<()>;
 
     /// One endpoint.
     async fn get_endpoint(&self, id: &str) -> Result<EndpointRecord>;

@@ -199,8 +199,8 @@ impl SqlStore {
             return Err(StoreError::TokenRefused(why.into()));
         }
         sqlx::query(
-            "INSERT INTO endpoints (id, hostname, os, labels, products, cert_fingerprint, enrolled_at, last_seen)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO endpoints (id, hostname, os, labels, products, cert_fingerprint, enrolled_at, last_seen, public_key_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&endpoint.id)
         .bind(&endpoint.hostname)
@@ -210,11 +210,12 @@ impl SqlStore {
         .bind(&endpoint.cert_fingerprint)
         .bind(ms(endpoint.enrolled_at))
         .bind(endpoint.last_seen.map(ms))
+        .bind(&endpoint.public_key_sha256)
         .execute(&mut **tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(format!("endpoint {} exists", endpoint.id))
+                StoreError::Conflict(format!("endpoint {} (or its key) exists", endpoint.id))
             } else {
                 e.into()
             }
@@ -624,6 +625,7 @@ fn endpoint_from_row(row: &AnyRow) -> Result<EndpointRecord> {
         labels: json_map(row.try_get("labels")?)?,
         products: json_map(row.try_get("products")?)?,
         cert_fingerprint: row.try_get("cert_fingerprint")?,
+        public_key_sha256: row.try_get("public_key_sha256")?,
         enrolled_at: ts(row.try_get("enrolled_at")?)?,
         last_seen: opt_ts(row.try_get("last_seen")?)?,
     })
@@ -823,6 +825,49 @@ impl Store for SqlStore {
     async fn enroll(&self, token_sha256: &str, endpoint: &EndpointRecord, now: Timestamp) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let result = self.enroll_in(&mut tx, token_sha256, endpoint, now).await;
+        finish(tx, result).await
+    }
+
+    async fn endpoint_by_public_key(&self, public_key_sha256: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT id FROM endpoints WHERE public_key_sha256 = $1")
+            .bind(public_key_sha256)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    async fn reissue(
+        &self,
+        token_sha256: &str,
+        endpoint_id: &str,
+        cert_fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let row = sqlx::query("SELECT expires_at FROM enroll_tokens WHERE token_sha256 = $1")
+                .bind(token_sha256)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                None => return Err(StoreError::TokenRefused("unknown token".into())),
+                Some(row) if row.try_get::<i64, _>("expires_at")? <= ms(now) => {
+                    return Err(StoreError::TokenRefused("token expired".into()))
+                }
+                Some(_) => {}
+            }
+            let done = sqlx::query("UPDATE endpoints SET cert_fingerprint = $1, last_seen = $2 WHERE id = $3")
+                .bind(cert_fingerprint)
+                .bind(ms(now))
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("endpoint `{endpoint_id}`")));
+            }
+            Ok(())
+        }
+        .await;
         finish(tx, result).await
     }
 

@@ -140,6 +140,7 @@ pub fn endpoint(id: &str) -> EndpointRecord {
         labels: map(&[("site", "hq")]),
         products: BTreeMap::new(),
         cert_fingerprint: format!("fp-{id}"),
+        public_key_sha256: None,
         enrolled_at: t(0),
         last_seen: None,
     }

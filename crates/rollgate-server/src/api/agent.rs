@@ -60,24 +60,42 @@ pub fn clean_text(text: &str, max_bytes: usize) -> String {
     out
 }
 
-/// `POST /v1/enroll`.
+/// Signs the CSR for `endpoint_id`; returns the certificate and its fingerprint.
+fn issue(state: &AppState, csr_pem: &str, endpoint_id: &str) -> Result<(String, String), ApiError> {
+    let cert_pem = state
+        .ca
+        .sign_client_csr(csr_pem, endpoint_id, CLIENT_CERT_DAYS)
+        .map_err(|e| ApiError::bad_request(format!("bad certificate signing request: {e}")))?;
+    let der =
+        rollgate_pki::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("issued certificate unreadable: {e}"))?;
+    let fingerprint = der.first().map(|d| rollgate_pki::fingerprint_sha256(d)).unwrap_or_default();
+    Ok((cert_pem, fingerprint))
+}
+
+/// `POST /v1/enroll`. Idempotent per key pair: an agent whose first answer was lost enrolls
+/// again with the same key and gets its own endpoint back (with a new certificate), not a
+/// second endpoint that would never be seen and would keep sets from completing.
 pub async fn enroll(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     validate_host(&req.hostname, &req.os)?;
     validate_labels(&req.labels)?;
+    let key_sha256 = rollgate_pki::csr_key_fingerprint(&req.csr_pem)
+        .map_err(|e| ApiError::bad_request(format!("bad certificate signing request: {e}")))?;
+    let token_sha256 = secret_hash(req.token.trim());
+    let now = now_ms();
+    let ca_pem = state.ca.cert_pem().to_string();
+    if let Some(endpoint_id) = state.store.endpoint_by_public_key(&key_sha256).await? {
+        let (cert_pem, fingerprint) = issue(&state, &req.csr_pem, &endpoint_id)?;
+        state.store.reissue(&token_sha256, &endpoint_id, &fingerprint, now).await?;
+        tracing::info!(endpoint = %endpoint_id, "endpoint enrolled again with its key; certificate re-issued");
+        return Ok(Json(EnrollResponse { endpoint_id, cert_pem, ca_pem }));
+    }
     let mut id_bytes = [0u8; 8];
     rand::rng().fill_bytes(&mut id_bytes);
     let endpoint_id = format!("ep-{}", hex::encode(id_bytes));
-    let cert_pem = state
-        .ca
-        .sign_client_csr(&req.csr_pem, &endpoint_id, CLIENT_CERT_DAYS)
-        .map_err(|e| ApiError::bad_request(format!("bad certificate signing request: {e}")))?;
-    let der =
-        rollgate_pki::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("issued certificate unreadable: {e}"))?;
-    let fingerprint = der.first().map(|d| rollgate_pki::fingerprint_sha256(d)).unwrap_or_default();
-    let now = now_ms();
+    let (cert_pem, fingerprint) = issue(&state, &req.csr_pem, &endpoint_id)?;
     let record = EndpointRecord {
         id: endpoint_id.clone(),
         hostname: req.hostname,
@@ -85,12 +103,13 @@ pub async fn enroll(
         labels: req.labels,
         products: Default::default(),
         cert_fingerprint: fingerprint,
+        public_key_sha256: Some(key_sha256),
         enrolled_at: now,
         last_seen: Some(now),
     };
-    state.store.enroll(&secret_hash(req.token.trim()), &record, now).await?;
+    state.store.enroll(&token_sha256, &record, now).await?;
     tracing::info!(endpoint = %endpoint_id, hostname = %record.hostname, "endpoint enrolled");
-    Ok(Json(EnrollResponse { endpoint_id, cert_pem, ca_pem: state.ca.cert_pem().to_string() }))
+    Ok(Json(EnrollResponse { endpoint_id, cert_pem, ca_pem }))
 }
 
 /// `PUT /v1/agent/inventory`.

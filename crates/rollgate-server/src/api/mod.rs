@@ -208,14 +208,14 @@ impl FromRequestParts<AppState> for AgentId {
                 "this route is for enrolled agents and needs their client certificate (mutual TLS)",
             ));
         };
-        let Some(fingerprint) = state.hot.fingerprint(&peer.endpoint_id).await? else {
+        let Some(matches) = state.hot.certificate_matches(&peer.endpoint_id, &peer.fingerprint).await? else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unknown_endpoint",
                 "certificate names an unknown endpoint",
             ));
         };
-        if fingerprint != peer.fingerprint {
+        if !matches {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unknown_certificate",

@@ -80,3 +80,25 @@ async fn duplicate_endpoint_id_conflicts_and_keeps_the_use() {
         assert_eq!(endpoint_ids(s).await, ["ep-a", "ep-b"]);
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_is_found_by_its_key_and_reissued_without_taking_a_use() {
+    for b in backends().await {
+        let s = b.start("an_endpoint_is_found_by_its_key_and_reissued_without_taking_a_use");
+        s.create_enroll_token("tok", 1, t(100), t(0)).await.unwrap();
+        let record = rollgate_store::EndpointRecord { public_key_sha256: Some("key-1".into()), ..endpoint("ep-1") };
+        s.enroll("tok", &record, t(1)).await.unwrap();
+        assert_eq!(s.endpoint_by_public_key("key-1").await.unwrap().as_deref(), Some("ep-1"));
+        assert_eq!(s.endpoint_by_public_key("key-2").await.unwrap(), None);
+        s.reissue("tok", "ep-1", "fp-2", t(2)).await.unwrap();
+        assert_eq!(s.get_endpoint("ep-1").await.unwrap().cert_fingerprint, "fp-2");
+        assert!(matches!(s.reissue("nope", "ep-1", "fp-3", t(3)).await, Err(StoreError::TokenRefused(_))));
+        assert!(matches!(s.reissue("tok", "ep-1", "fp-3", t(100)).await, Err(StoreError::TokenRefused(_))), "expired");
+        assert!(matches!(s.reissue("tok", "ep-9", "fp-3", t(3)).await, Err(StoreError::NotFound(_))));
+        // The same key cannot make a second endpoint.
+        s.create_enroll_token("tok2", 1, t(100), t(0)).await.unwrap();
+        let twin = rollgate_store::EndpointRecord { public_key_sha256: Some("key-1".into()), ..endpoint("ep-2") };
+        assert!(matches!(s.enroll("tok2", &twin, t(4)).await, Err(StoreError::Conflict(_))));
+        assert_eq!(s.list_endpoints().await.unwrap().len(), 1);
+    }
+}
