@@ -1572,3 +1572,55 @@ async fn enrolling_again_with_the_same_key_returns_the_same_endpoint() {
     api.fails(json_req(anonymous(Method::POST, "/v1/enroll"), &wrong), StatusCode::UNAUTHORIZED, "enroll_refused")
         .await;
 }
+
+#[tokio::test]
+async fn a_batch_enrolls_many_endpoints_each_with_its_own_certificate() {
+    let api = Api::new().await;
+    let (_key, csr_pem) = rollgate_pki::new_client_key_and_csr("bench").unwrap();
+    let batch =
+        |count: u32| json!({"csr_pem": csr_pem, "count": count, "hostname_prefix": "bench", "labels": {"site": "lab"}});
+    let before = api.snapshot().await;
+    api.fails(
+        json_req(anonymous(Method::POST, "/v1/endpoints/batch"), &batch(5)),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    for count in [0, 10_001] {
+        api.fails(
+            json_req(admin(Method::POST, "/v1/endpoints/batch"), &batch(count)),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        )
+        .await;
+    }
+    let mut bad_csr = batch(5);
+    bad_csr["csr_pem"] = json!("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+    api.fails(json_req(admin(Method::POST, "/v1/endpoints/batch"), &bad_csr), StatusCode::BAD_REQUEST, "bad_request")
+        .await;
+    let mut bad_prefix = batch(5);
+    bad_prefix["hostname_prefix"] = json!("../x");
+    api.fails(
+        json_req(admin(Method::POST, "/v1/endpoints/batch"), &bad_prefix),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    assert_eq!(api.snapshot().await, before, "refused batches store nothing");
+
+    let body = api.ok(json_req(admin(Method::POST, "/v1/endpoints/batch"), &batch(20)), StatusCode::OK).await;
+    let issued = body["endpoints"].as_array().unwrap();
+    assert_eq!(issued.len(), 20);
+    let listed = api.ok(empty(admin(Method::GET, "/v1/endpoints")), StatusCode::OK).await;
+    assert_eq!(listed.as_array().unwrap().len(), 20);
+    assert_eq!(listed[0]["labels"]["site"], "lab");
+    let mut fingerprints = std::collections::HashSet::new();
+    for e in issued {
+        let id = e["id"].as_str().unwrap();
+        let der = rollgate_pki::certs_from_pem(e["cert_pem"].as_str().unwrap()).unwrap();
+        assert_eq!(rollgate_pki::endpoint_id_from_cert_der(&der[0]).unwrap(), id);
+        let agent = Agent { id: id.to_string(), fingerprint: rollgate_pki::fingerprint_sha256(&der[0]) };
+        assert!(fingerprints.insert(agent.fingerprint.clone()), "a certificate of its own");
+        api.ok(empty(as_agent(&agent, Method::GET, "/v1/agent/work")), StatusCode::OK).await;
+    }
+}

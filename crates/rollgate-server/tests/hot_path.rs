@@ -141,6 +141,11 @@ impl Store for CountingStore {
         self.inner.enroll(token_sha256, endpoint, now).await
     }
 
+    async fn enroll_batch(&self, endpoints: &[EndpointRecord]) -> Result<()> {
+        self.count("enroll_batch");
+        self.inner.enroll_batch(endpoints).await
+    }
+
     async fn endpoint_by_public_key(&self, public_key_sha256: &str) -> Result<Option<String>> {
         self.count("endpoint_by_public_key");
         self.inner.endpoint_by_public_key(public_key_sha256).await

@@ -250,6 +250,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Uses one enrollment of a token and creates the endpoint, in one transaction.
     async fn enroll(&self, token_sha256: &str, endpoint: &EndpointRecord, now: Timestamp) -> Result<()>;
+    /// Creates many endpoints at once, all or none, for operators enrolling a fleet (or a load
+    /// test) through the admin API; no enrollment token is involved.
+    async fn enroll_batch(&self, endpoints: &[EndpointRecord]) -> Result<()>;
     /// The endpoint that enrolled with this public key, if any.
     async fn endpoint_by_public_key(&self, public_key_sha256: &str) -> Result<Option<String>>;
     /// Gives an endpoint a new certificate after it enrolled again with its own key (its

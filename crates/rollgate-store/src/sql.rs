@@ -828,6 +828,52 @@ impl Store for SqlStore {
         finish(tx, result).await
     }
 
+    async fn enroll_batch(&self, endpoints: &[EndpointRecord]) -> Result<()> {
+        // Rows per statement: 9 bound values each stays far below SQLite's 32766 variables.
+        const ROWS_PER_INSERT: usize = 1000;
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            for chunk in endpoints.chunks(ROWS_PER_INSERT) {
+                // `$N` placeholders, which both backends take (sqlx's `QueryBuilder` for `Any`
+                // writes `?`, which PostgreSQL does not).
+                const COLUMNS: usize = 9;
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|r| {
+                        let cells: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", r * COLUMNS + c)).collect();
+                        format!("({})", cells.join(", "))
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO endpoints (id, hostname, os, labels, products, cert_fingerprint, enrolled_at, last_seen, public_key_sha256) VALUES {}",
+                    rows.join(", ")
+                );
+                let mut insert = sqlx::query(&sql);
+                for e in chunk {
+                    insert = insert
+                        .bind(e.id.clone())
+                        .bind(e.hostname.clone())
+                        .bind(e.os.clone())
+                        .bind(to_json(&e.labels))
+                        .bind(to_json(&e.products))
+                        .bind(e.cert_fingerprint.clone())
+                        .bind(ms(e.enrolled_at))
+                        .bind(e.last_seen.map(ms))
+                        .bind(e.public_key_sha256.clone());
+                }
+                insert.execute(&mut *tx).await.map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Conflict("an endpoint of this batch exists already".into())
+                    } else {
+                        e.into()
+                    }
+                })?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(tx, result).await
+    }
+
     async fn endpoint_by_public_key(&self, public_key_sha256: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT id FROM endpoints WHERE public_key_sha256 = $1")
             .bind(public_key_sha256)

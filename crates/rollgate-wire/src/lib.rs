@@ -170,6 +170,41 @@ pub struct CreateEnrollToken {
     pub ttl_secs: u64,
 }
 
+/// `POST /v1/endpoints/batch`: enroll many endpoints at once (admin only), for a fleet
+/// provisioned centrally or a load test. Every endpoint gets its own certificate (its id as
+/// subject) for the one key of the CSR.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEnroll {
+    /// PEM certificate signing request for the key the endpoints share.
+    pub csr_pem: String,
+    /// How many endpoints, at most 10,000 a request.
+    pub count: u32,
+    /// Host names are `<prefix>-<n>`.
+    pub hostname_prefix: String,
+    /// Labels for every endpoint.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Answer to [`BatchEnroll`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchEnrolled {
+    /// The endpoints, in order.
+    pub endpoints: Vec<BatchEndpoint>,
+    /// The CA that signed their certificates.
+    pub ca_pem: String,
+}
+
+/// One endpoint of a batch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchEndpoint {
+    /// Its id.
+    pub id: String,
+    /// Its client certificate, PEM.
+    pub cert_pem: String,
+}
+
 /// A new enrollment token: shown once, stored only hashed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EnrollTokenCreated {

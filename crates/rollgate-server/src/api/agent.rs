@@ -12,7 +12,9 @@ use rand::RngCore;
 use rollgate_core::member::Outcome;
 use rollgate_core::selector::parse_label;
 use rollgate_store::{EndpointRecord, ReportKindRecord, ReportRecord, StoreError};
-use rollgate_wire::{EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind};
+use rollgate_wire::{
+    BatchEndpoint, BatchEnroll, BatchEnrolled, EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind,
+};
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -70,6 +72,56 @@ fn issue(state: &AppState, csr_pem: &str, endpoint_id: &str) -> Result<(String, 
         rollgate_pki::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("issued certificate unreadable: {e}"))?;
     let fingerprint = der.first().map(|d| rollgate_pki::fingerprint_sha256(d)).unwrap_or_default();
     Ok((cert_pem, fingerprint))
+}
+
+/// Most endpoints one batch request may create: the answer carries a certificate for each.
+pub const MAX_BATCH_ENDPOINTS: u32 = 10_000;
+
+/// `POST /v1/endpoints/batch` (admin): many endpoints for one key, in one transaction.
+pub async fn enroll_batch(
+    State(state): State<AppState>,
+    _: super::Admin,
+    JsonBody(req): JsonBody<BatchEnroll>,
+) -> Result<Json<BatchEnrolled>, ApiError> {
+    if req.count == 0 || req.count > MAX_BATCH_ENDPOINTS {
+        return Err(ApiError::bad_request(format!("count must be 1 to {MAX_BATCH_ENDPOINTS}")));
+    }
+    rollgate_core::names::validate("host name prefix", &req.hostname_prefix).map_err(ApiError::bad_request)?;
+    validate_labels(&req.labels)?;
+    rollgate_pki::csr_key_fingerprint(&req.csr_pem)
+        .map_err(|e| ApiError::bad_request(format!("bad certificate signing request: {e}")))?;
+    let now = now_ms();
+    let signer = state.clone();
+    // Signing thousands of certificates is CPU work: keep it off the async workers.
+    let (records, issued) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let mut records = Vec::with_capacity(req.count as usize);
+        let mut issued = Vec::with_capacity(req.count as usize);
+        for n in 0..req.count {
+            let mut id_bytes = [0u8; 8];
+            rand::rng().fill_bytes(&mut id_bytes);
+            let id = format!("ep-{}", hex::encode(id_bytes));
+            let (cert_pem, fingerprint) = issue(&signer, &req.csr_pem, &id)?;
+            records.push(EndpointRecord {
+                id: id.clone(),
+                hostname: format!("{}-{n:07}", req.hostname_prefix),
+                os: "unknown".into(),
+                labels: req.labels.clone(),
+                products: Default::default(),
+                cert_fingerprint: fingerprint,
+                // The key is shared by the batch, so it identifies none of them.
+                public_key_sha256: None,
+                enrolled_at: now,
+                last_seen: None,
+            });
+            issued.push(BatchEndpoint { id, cert_pem });
+        }
+        Ok((records, issued))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("signing task failed: {e}"))??;
+    state.store.enroll_batch(&records).await?;
+    tracing::info!(count = issued.len(), prefix = %records.first().map_or("", |r| r.hostname.as_str()), "endpoints enrolled in a batch");
+    Ok(Json(BatchEnrolled { endpoints: issued, ca_pem: state.ca.cert_pem().to_string() }))
 }
 
 /// `POST /v1/enroll`. Idempotent per key pair: an agent whose first answer was lost enrolls

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sets/{name}", get(manage::show_set))
         .route("/v1/sets/{name}/{action}", post(manage::set_action))
         .route("/v1/endpoints", get(manage::list_endpoints))
+        .route("/v1/endpoints/batch", post(agent::enroll_batch).layer(axum::extract::DefaultBodyLimit::max(64 * 1024)))
         .route("/v1/endpoints/{id}", get(manage::show_endpoint))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

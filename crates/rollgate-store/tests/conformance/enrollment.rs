@@ -102,3 +102,20 @@ async fn an_endpoint_is_found_by_its_key_and_reissued_without_taking_a_use() {
         assert_eq!(s.list_endpoints().await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_batch_is_enrolled_all_or_none() {
+    for b in backends().await {
+        let s = b.start("a_batch_is_enrolled_all_or_none");
+        let batch: Vec<_> = (0..2500).map(|i| endpoint(&format!("ep-{i:05}"))).collect();
+        s.enroll_batch(&batch).await.unwrap();
+        let listed = s.list_endpoints().await.unwrap();
+        assert_eq!(listed.len(), 2500);
+        assert_eq!(listed[1234], batch[1234]);
+        // One id already taken: nothing of the second batch is stored.
+        let clash: Vec<_> = ["ep-new-1", "ep-02499", "ep-new-2"].iter().map(|id| endpoint(id)).collect();
+        assert!(matches!(s.enroll_batch(&clash).await, Err(StoreError::Conflict(_))));
+        assert_eq!(s.list_endpoints().await.unwrap().len(), 2500);
+        s.enroll_batch(&[]).await.unwrap();
+    }
+}
