@@ -125,7 +125,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One process-wide TLS provider, chosen explicitly.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The agent is one small daemon on every endpoint: one thread does its work (unpacking runs
+    // on the blocking pool), which keeps its memory small. The server uses every core.
+    let runtime = match &cli.command {
+        Command::Agent(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: could not start the async runtime: {err}");
