@@ -107,11 +107,27 @@ impl Agent {
         Ok(self.state.read_json::<Vec<i64>>("done-sets.json")?.unwrap_or_default().contains(&set_id))
     }
 
-    /// Products to report: what the agent installed, plus the agent itself.
+    /// Products to report: what the agent installed, plus the agent itself, at the version of
+    /// the binary actually running (a self-upgraded agent runs from
+    /// `products/rollgate-agent/versions/<version>/rollgate`), never merely the one recorded.
     pub fn products(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let mut products = self.state.installed()?;
-        products.entry(AGENT_PRODUCT.to_string()).or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
+        products.insert(AGENT_PRODUCT.to_string(), self.running_version());
         Ok(products)
+    }
+
+    /// The version of the running agent binary.
+    pub fn running_version(&self) -> String {
+        let versions = self.state.products().join(AGENT_PRODUCT).join("versions");
+        let from_path = || {
+            let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+            let dir = exe.parent()?;
+            if dir.parent()? != versions.canonicalize().ok()?.as_path() {
+                return None;
+            }
+            dir.file_name()?.to_str().map(str::to_string)
+        };
+        from_path().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
     }
 
     fn inventory(&self) -> anyhow::Result<Inventory> {
@@ -168,9 +184,8 @@ async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
         (Ok(key), Ok(csr)) => (key, csr),
         _ => {
             let (key, csr) = rollgate_pki::new_client_key_and_csr(&hostname)?;
-            state::write_atomic(&key_path, key.as_bytes())?;
-            std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-            state::write_atomic(&csr_path, csr.as_bytes())?;
+            state::write_private_atomic(&key_path, key.as_bytes())?;
+            state::write_private_atomic(&csr_path, csr.as_bytes())?;
             (key, csr)
         }
     };

@@ -59,12 +59,19 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
 
     // Gives up on the trial, unless the new agent confirmed first (then this process exits).
     let abort = |reason: String| {
-        match std::fs::rename(agent.state.file(FILE), agent.state.file(ABORTED)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::info!("the new agent {} checked in; this agent exits", a.version);
-                std::process::exit(0);
+        loop {
+            match std::fs::rename(agent.state.file(FILE), agent.state.file(ABORTED)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::info!("the new agent {} checked in; this agent exits", a.version);
+                    std::process::exit(0);
+                }
+                // Only a rename that happened decides; anything else is tried again.
+                Err(e) => {
+                    tracing::warn!("could not end the self-upgrade trial ({e}); retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
             }
-            _ => {}
         }
         let _ = install::switch_current(&products, AGENT_PRODUCT, previous.as_deref());
         let _ = agent.state.remove(ABORTED);
@@ -98,9 +105,9 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
             return Err(abort(format!("the new agent exited with {status} before checking in")));
         }
         if tokio::time::Instant::now() >= deadline {
-            let failed = abort(format!("the new agent did not check in within {} s", grace.as_secs()));
+            // Killed first, so that it cannot run on as an ordinary agent beside this one.
             let _ = child.kill().await;
-            return Err(failed);
+            return Err(abort(format!("the new agent did not check in within {} s", grace.as_secs())));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -110,12 +117,25 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
 /// binary, or finishes one it confirmed before a crash. A trial naming another binary means the
 /// old agent restarted mid-trial: it is undone.
 pub fn confirm_if_on_trial(agent: &Agent) -> anyhow::Result<()> {
-    if let Some(trial) = agent.state.read_json::<SelfUpgrade>(CONFIRMED)? {
-        return complete(agent, &trial);
-    }
-    let Some(trial) = agent.state.read_json::<SelfUpgrade>(FILE)? else { return Ok(()) };
     let me = std::env::current_exe().context("while finding this executable")?;
     let same = |p: &Path| p.canonicalize().ok();
+    if let Some(trial) = agent.state.read_json::<SelfUpgrade>(CONFIRMED)? {
+        // Only the new binary finishes its own confirmation: an old binary brought back by a
+        // service manager must not record a version it is not.
+        if same(&me) == same(&trial.new_exe) {
+            return complete(agent, &trial);
+        }
+        tracing::warn!("the confirmed self-upgrade to {} is not this binary; leaving it", trial.to_version);
+        return Ok(());
+    }
+    let Some(trial) = agent.state.read_json::<SelfUpgrade>(FILE)? else {
+        if std::env::var_os(TRIAL_ENV).is_some() {
+            // Started as a trial, but the old agent has already ended it.
+            tracing::warn!("started for a self-upgrade trial that no longer exists; exiting");
+            std::process::exit(1);
+        }
+        return Ok(());
+    };
     if same(&me) != same(&trial.new_exe) {
         tracing::warn!("found an unfinished self-upgrade to {} from an earlier run; undoing it", trial.to_version);
         if std::fs::rename(agent.state.file(FILE), agent.state.file(ABORTED)).is_ok() {

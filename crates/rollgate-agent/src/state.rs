@@ -37,6 +37,9 @@ impl StateDir {
             fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("while creating {}", root.join(sub).display()))?;
         }
+        // The identity holds the private key.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root.join("identity"), fs::Permissions::from_mode(0o700))?;
         let root = root.canonicalize().with_context(|| format!("while resolving {}", root.display()))?;
         Ok(StateDir { root })
     }
@@ -110,10 +113,27 @@ impl StateDir {
 
 /// Writes `bytes` to `path` so that readers see the old or the new contents, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// As [`write_atomic`], for secrets: the file is created with mode 0600, never readable by
+/// others even for a moment.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().context("path has no parent")?;
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let _ = fs::remove_file(&tmp);
     {
-        let mut file = fs::File::create(&tmp).with_context(|| format!("while creating {}", tmp.display()))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("while creating {}", tmp.display()))?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }

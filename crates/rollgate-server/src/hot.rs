@@ -25,6 +25,9 @@ use tokio::sync::{watch, Notify};
 /// How often noted `last_seen` times are written.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the assignments are reloaded even when nothing announced a change.
+pub const SAFETY_RELOAD_EVERY: Duration = Duration::from_secs(5);
+
 /// A serialized work answer and its ETag.
 #[derive(Clone, Debug)]
 pub struct Work {
@@ -50,7 +53,10 @@ pub struct Hot {
     fingerprints: RwLock<HashMap<String, String>>,
     seen: Mutex<HashMap<String, Timestamp>>,
     reload_wanted: Notify,
+    /// Moves when what polls can see changed; held polls wait on it.
     generation: watch::Sender<u64>,
+    /// Moves after every reload, changed or not; [`Hot::reloaded`] waits on it.
+    reloads: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Hot {
@@ -89,6 +95,7 @@ impl Hot {
             seen: Mutex::new(HashMap::new()),
             reload_wanted: Notify::new(),
             generation: watch::channel(0).0,
+            reloads: watch::channel(0).0,
         });
         hot.reload().await?;
         Ok(hot)
@@ -102,8 +109,16 @@ impl Hot {
             map.entry(endpoint)
                 .or_insert_with(|| Work::of(&WorkResponse { assignment: Some(assignment(&set, &package)) }));
         }
+        let same = {
+            let current = self.assignments.read().unwrap_or_else(|p| p.into_inner());
+            current.len() == map.len() && map.iter().all(|(k, w)| current.get(k).is_some_and(|c| c.etag == w.etag))
+        };
         *self.assignments.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
-        self.generation.send_modify(|n| *n = n.wrapping_add(1));
+        // Held polls wake only when something they could see changed.
+        if !same {
+            self.generation.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        self.reloads.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
@@ -129,10 +144,10 @@ impl Hot {
     /// Waits until the assignments were reloaded after this call (tests; handlers that must
     /// read their own writes).
     pub async fn reloaded(&self) {
-        let mut generation = self.subscribe();
-        generation.borrow_and_update();
+        let mut reloads = self.reloads.subscribe();
+        reloads.borrow_and_update();
         self.changed();
-        let _ = generation.changed().await;
+        let _ = reloads.changed().await;
     }
 
     /// Held polls wait on this; it moves after every reload.
@@ -178,8 +193,10 @@ impl Hot {
     }
 
     async fn flush_seen(&self) -> Result<(), StoreError> {
-        let batch: Vec<(String, Timestamp)> =
+        let mut batch: Vec<(String, Timestamp)> =
             std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        // One order for every replica, so that their batches cannot deadlock on row locks.
+        batch.sort_unstable();
         if batch.is_empty() {
             return Ok(());
         }
@@ -202,8 +219,13 @@ impl Hot {
     /// Keeps the assignments and `last_seen` current. Runs forever.
     pub async fn run(self: Arc<Hot>) {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
+        // A safety net under the announcements: a notification lost while another replica's
+        // listener reconnected must not leave this map stale for longer than this.
+        let mut safety =
+            tokio::time::interval_at(tokio::time::Instant::now() + SAFETY_RELOAD_EVERY, SAFETY_RELOAD_EVERY);
         loop {
             tokio::select! {
+                _ = safety.tick() => self.changed(),
                 _ = self.reload_wanted.notified() => {
                     if let Err(err) = self.reload().await {
                         tracing::error!("could not reload assignments: {err}");

@@ -257,7 +257,8 @@ pub trait Store: Send + Sync + 'static {
     async fn endpoint_by_public_key(&self, public_key_sha256: &str) -> Result<Option<String>>;
     /// Gives an endpoint a new certificate after it enrolled again with its own key (its
     /// first answer was lost). The token must exist and be unexpired, but no use is taken:
-    /// the first enrollment took it.
+    /// the first enrollment took it. An endpoint that has reported over mutual TLS is in use
+    /// and is refused (`Conflict`).
     async fn reissue(
         &self,
         token_sha256: &str,

@@ -535,7 +535,10 @@ impl SqlStore {
                 .await?;
             }
         }
-        self.announce_in(tx).await?;
+        if applied == Applied::Changed && r.kind != ReportKindRecord::Heartbeat {
+            // Heartbeats and repeats change no assignment: other replicas need not reload.
+            self.announce_in(tx).await?;
+        }
         Ok(applied)
     }
 
@@ -788,10 +791,12 @@ impl Store for SqlStore {
         };
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
         listener.listen(channel).await?;
+        // Whatever changed before we listened is picked up now.
+        on_change();
         loop {
-            // `recv` reconnects by itself after a dropped connection; notifications sent in
-            // between are lost, which only delays a wake-up until the next scheduler tick.
-            listener.recv().await?;
+            // `try_recv` answers None after the connection dropped and was re-established:
+            // notifications sent in between are lost, so treat that as a change too.
+            listener.try_recv().await?;
             on_change();
         }
     }
@@ -902,14 +907,25 @@ impl Store for SqlStore {
                 }
                 Some(_) => {}
             }
-            let done = sqlx::query("UPDATE endpoints SET cert_fingerprint = $1, last_seen = $2 WHERE id = $3")
-                .bind(cert_fingerprint)
-                .bind(ms(now))
-                .bind(endpoint_id)
-                .execute(&mut *tx)
-                .await?;
+            // Only an endpoint that never reported over mutual TLS (its first answer was lost)
+            // may be re-issued: a live endpoint's certificate is never replaced this way, so a
+            // copied CSR or a cloned disk image cannot lock it out.
+            let done = sqlx::query(
+                "UPDATE endpoints SET cert_fingerprint = $1, last_seen = $2 WHERE id = $3 AND products = '{}'",
+            )
+            .bind(cert_fingerprint)
+            .bind(ms(now))
+            .bind(endpoint_id)
+            .execute(&mut *tx)
+            .await?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!("endpoint `{endpoint_id}`")));
+                let exists = sqlx::query("SELECT 1 FROM endpoints WHERE id = $1").bind(endpoint_id).fetch_optional(&mut *tx).await?;
+                return Err(match exists {
+                    None => StoreError::NotFound(format!("endpoint `{endpoint_id}`")),
+                    Some(_) => StoreError::Conflict(format!(
+                        "endpoint `{endpoint_id}` is in use with this key: enroll with a new key (a cloned machine must not reuse another's identity)"
+                    )),
+                });
             }
             Ok(())
         }

@@ -138,11 +138,14 @@ pub async fn enroll(
     let token_sha256 = secret_hash(req.token.trim());
     let now = now_ms();
     let ca_pem = state.ca.cert_pem().to_string();
-    if let Some(endpoint_id) = state.store.endpoint_by_public_key(&key_sha256).await? {
+    let reissue = |endpoint_id: String| async {
         let (cert_pem, fingerprint) = issue(&state, &req.csr_pem, &endpoint_id)?;
         state.store.reissue(&token_sha256, &endpoint_id, &fingerprint, now).await?;
         tracing::info!(endpoint = %endpoint_id, "endpoint enrolled again with its key; certificate re-issued");
-        return Ok(Json(EnrollResponse { endpoint_id, cert_pem, ca_pem }));
+        Ok::<_, ApiError>(Json(EnrollResponse { endpoint_id, cert_pem, ca_pem: ca_pem.clone() }))
+    };
+    if let Some(endpoint_id) = state.store.endpoint_by_public_key(&key_sha256).await? {
+        return reissue(endpoint_id).await;
     }
     let mut id_bytes = [0u8; 8];
     rand::rng().fill_bytes(&mut id_bytes);
@@ -155,11 +158,21 @@ pub async fn enroll(
         labels: req.labels,
         products: Default::default(),
         cert_fingerprint: fingerprint,
-        public_key_sha256: Some(key_sha256),
+        public_key_sha256: Some(key_sha256.clone()),
         enrolled_at: now,
         last_seen: Some(now),
     };
-    state.store.enroll(&token_sha256, &record, now).await?;
+    match state.store.enroll(&token_sha256, &record, now).await {
+        Ok(()) => {}
+        // The same request, resent while the first was still running, won the insert.
+        Err(StoreError::Conflict(_)) => {
+            if let Some(existing) = state.store.endpoint_by_public_key(&key_sha256).await? {
+                return reissue(existing).await;
+            }
+            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "endpoint id collision; try again"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(endpoint = %endpoint_id, hostname = %record.hostname, "endpoint enrolled");
     Ok(Json(EnrollResponse { endpoint_id, cert_pem, ca_pem }))
 }
