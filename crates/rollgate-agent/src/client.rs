@@ -71,7 +71,9 @@ fn builder(ca_pem: &str) -> anyhow::Result<reqwest::ClientBuilder> {
 
 async fn error_of(response: reqwest::Response) -> ApiFailure {
     let status = response.status();
-    let text = response.text().await.unwrap_or_default();
+    // A stalled error body must not hang the caller.
+    let text =
+        tokio::time::timeout(REQUEST_TIMEOUT, response.text()).await.ok().and_then(Result::ok).unwrap_or_default();
     let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
         Ok(body) => (body.error.code, body.error.message),
         Err(_) => ("unknown".to_string(), text.chars().take(500).collect()),
