@@ -40,7 +40,8 @@ pub enum DownloadError {
 /// A read that delivers nothing for this long is treated as a stalled connection.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn sha256_file(path: &Path) -> std::io::Result<String> {
+/// Lower-case hex SHA-256 of a file, read in 256 KiB pieces (packages may be large).
+pub async fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = tokio::fs::File::open(path).await?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];

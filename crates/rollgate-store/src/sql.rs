@@ -187,16 +187,8 @@ impl SqlStore {
         .execute(&mut **tx)
         .await?;
         if taken.rows_affected() == 0 {
-            let row = sqlx::query("SELECT uses_left, expires_at FROM enroll_tokens WHERE token_sha256 = $1")
-                .bind(token_sha256)
-                .fetch_optional(&mut **tx)
-                .await?;
-            let why = match row {
-                None => "unknown token",
-                Some(row) if row.try_get::<i64, _>("expires_at")? <= ms(now) => "token expired",
-                Some(_) => "token has no uses left",
-            };
-            return Err(StoreError::TokenRefused(why.into()));
+            refuse_unknown_or_expired_token(tx, token_sha256, now).await?;
+            return Err(StoreError::TokenRefused("token has no uses left".into()));
         }
         sqlx::query(
             "INSERT INTO endpoints (id, hostname, os, labels, products, cert_fingerprint, enrolled_at, last_seen, public_key_sha256)
@@ -596,6 +588,26 @@ fn not_found_or(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
     }
 }
 
+/// Refuses a token that does not exist or has expired (`TokenRefused`); uses left are the
+/// caller's concern, since a re-issue takes none.
+async fn refuse_unknown_or_expired_token(
+    tx: &mut Transaction<'_, Any>,
+    token_sha256: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let row = sqlx::query("SELECT expires_at FROM enroll_tokens WHERE token_sha256 = $1")
+        .bind(token_sha256)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match row {
+        None => Err(StoreError::TokenRefused("unknown token".into())),
+        Some(row) if row.try_get::<i64, _>("expires_at")? <= ms(now) => {
+            Err(StoreError::TokenRefused("token expired".into()))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 /// Ends a transaction explicitly: commit on success, roll back on error. A transaction merely
 /// dropped would leave its connection idle in the pool *inside* the transaction, still holding
 /// its row and advisory locks until the connection happened to be used again.
@@ -896,17 +908,7 @@ impl Store for SqlStore {
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let result = async {
-            let row = sqlx::query("SELECT expires_at FROM enroll_tokens WHERE token_sha256 = $1")
-                .bind(token_sha256)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match row {
-                None => return Err(StoreError::TokenRefused("unknown token".into())),
-                Some(row) if row.try_get::<i64, _>("expires_at")? <= ms(now) => {
-                    return Err(StoreError::TokenRefused("token expired".into()))
-                }
-                Some(_) => {}
-            }
+            refuse_unknown_or_expired_token(&mut tx, token_sha256, now).await?;
             // Only an endpoint that never reported over mutual TLS (its first answer was lost)
             // may be re-issued: a live endpoint's certificate is never replaced this way, so a
             // copied CSR or a cloned disk image cannot lock it out.

@@ -14,8 +14,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rollgate_wire::{
     CreateEnrollToken, CreateSet, EndpointDetail, EndpointView, EnrollTokenCreated, ErrorBody, PackageInfo, SetView,
 };
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::output;
 
@@ -138,7 +136,9 @@ impl Api {
         if size == 0 {
             bail!("{} is empty", file.display());
         }
-        let sha256 = sha256_file(file).await?;
+        let sha256 = rollgate_agent::download::sha256_file(file)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
         let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(size) };
         bar.set_style(
             ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
@@ -167,20 +167,6 @@ impl Api {
         bar.finish_and_clear();
         result
     }
-}
-
-async fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Parses `90`, `90s`, `15m`, `12h`, `7d` into seconds.
