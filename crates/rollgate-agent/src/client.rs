@@ -2,6 +2,8 @@
 //! root, and fail-over across several server URLs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::StreamExt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -104,7 +106,8 @@ impl Client {
         Ok(Client { http: builder(ca_pem)?.identity(identity).build()?, servers, current: AtomicUsize::new(0) })
     }
 
-    fn base(&self) -> &str {
+    /// The server requests go to now.
+    pub fn base(&self) -> &str {
         let i = self.current.load(Ordering::Relaxed) % self.servers.len().max(1);
         self.servers.get(i).map_or("", String::as_str)
     }
@@ -190,6 +193,36 @@ impl Client {
             return Err(error_of(response).await);
         }
         Ok(())
+    }
+
+    /// `GET` of a small file (TUF metadata): its bytes, or None when the server has no such
+    /// file (404). Refused beyond `max_bytes`, and cut off when it stalls, like a download.
+    pub async fn get_bytes(&self, path: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, ApiFailure> {
+        let response = self.send(|h, base| h.get(format!("{base}{path}"))).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        let mut pace = crate::download::Pace::new(tokio::time::Instant::now());
+        loop {
+            let chunk = match tokio::time::timeout(crate::download::STALL_TIMEOUT, stream.next()).await {
+                Err(_) => return Err(ApiFailure::Network(format!("{path} stalled"))),
+                Ok(None) => return Ok(Some(body)),
+                Ok(Some(Err(e))) => return Err(network(e)),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            if body.len() as u64 + chunk.len() as u64 > max_bytes {
+                return Err(ApiFailure::Network(format!("{path} is over {max_bytes} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+            if let Err(slow) = pace.record(chunk.len() as u64, tokio::time::Instant::now()) {
+                return Err(ApiFailure::Network(format!("{path}: {slow}")));
+            }
+        }
     }
 
     /// Starts a download, asking for bytes from `offset` on.

@@ -976,7 +976,8 @@ async fn spawn(command: &mut Command) -> io::Result<tokio::process::Child> {
 }
 
 /// Sends SIGKILL to the process group `pgid`, so that children a script started die with it.
-/// `rustix` wraps `kill(2)` safely; the workspace forbids `unsafe`.
+/// `rustix` wraps `kill(2)` safely; the workspace denies `unsafe` (one reviewed exception:
+/// `crate::trim`).
 async fn kill_process_group(pgid: u32) {
     let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) else {
         tracing::warn!(pgid, "not a valid process group id");

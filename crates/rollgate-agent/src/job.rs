@@ -15,6 +15,7 @@ use rollgate_wire::{Report, ReportKind};
 use crate::client::ApiFailure;
 use crate::download::{self, DownloadError};
 use crate::install::{self, InstallFailure, InstallRequest, Module, Phase};
+use crate::signing::{self, Verdict};
 use crate::state::Job;
 use crate::{outbox, self_upgrade, Agent, AGENT_PRODUCT};
 
@@ -126,9 +127,18 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
         agent.state.write_json("job.json", &job)?;
         tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, attempt, "attempt started");
         let withdrawn = AtomicBool::new(false);
-        let result = tokio::select! {
-            result = attempt_once(agent, &job, attempt, &withdrawn) => result,
-            never = heartbeats(agent, &job, attempt, &withdrawn) => match never {},
+        let result = match verify_signed(agent, &job, attempt, &withdrawn).await {
+            Ok(signed_release) => {
+                // Kept with the job: the release counter is recorded once the install succeeds,
+                // possibly by a restarted agent or, for a self-upgrade, by the new one.
+                job.signed_release = signed_release;
+                agent.state.write_json("job.json", &job)?;
+                tokio::select! {
+                    result = attempt_once(agent, &job, attempt, &withdrawn) => result,
+                    never = heartbeats(agent, &job, attempt, &withdrawn) => match never {},
+                }
+            }
+            Err(failure) => Err(failure),
         };
         job.in_attempt = false;
         match result {
@@ -158,6 +168,7 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
 fn complete_success(agent: &Agent, job: &Job) -> anyhow::Result<()> {
     let a = &job.assignment;
     agent.state.set_installed(&a.product, Some(&a.version))?;
+    signing::set_installed_release(&agent.state, &a.product, job.signed_release)?;
     outbox::push(&agent.state, report(job, job.attempts.max(1), ReportKind::Succeeded, None, None))?;
     finish(agent, job)?;
     tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, "upgrade succeeded");
@@ -274,6 +285,43 @@ async fn fetch_with_retries(agent: &Agent, job: &Job) -> Result<std::path::PathB
             }
             other => return other,
         }
+    }
+}
+
+/// Checks the assignment against the signed repository before a byte is downloaded (the
+/// server directs, only the targets key vouches): the signed release counter, or None when
+/// this agent holds no TUF root and the server publishes none. Heartbeats keep the slot
+/// meanwhile.
+async fn verify_signed(
+    agent: &Agent,
+    job: &Job,
+    attempt: u32,
+    withdrawn: &AtomicBool,
+) -> Result<Option<u64>, AttemptFailure> {
+    let a = &job.assignment;
+    let verdict = tokio::select! {
+        verdict = signing::check(&agent.state, &agent.client, a) => verdict,
+        never = heartbeats(agent, job, attempt, withdrawn) => match never {},
+    };
+    match verdict {
+        Ok(Verdict::Signed(release)) => {
+            tracing::info!(product = %a.product, version = %a.version, release, "the package matches its signed target");
+            Ok(Some(release))
+        }
+        Ok(Verdict::NoRoot) => {
+            tracing::warn!(
+                product = %a.product,
+                version = %a.version,
+                "no TUF root (none given with --root, none published by the server): installing on the server's word and its SHA-256 alone"
+            );
+            Ok(None)
+        }
+        Err(reason) => Err(AttemptFailure {
+            phase: "verify",
+            reason: format!("{reason}; nothing was downloaded or installed"),
+            reverted: false,
+            withdrawn: false,
+        }),
     }
 }
 

@@ -11,7 +11,9 @@ pub mod install;
 pub mod job;
 pub mod outbox;
 pub mod self_upgrade;
+pub mod signing;
 pub mod state;
+pub mod trim;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,6 +47,10 @@ pub struct AgentConfig {
     pub self_upgrade_grace_secs: u64,
     /// Host name to report (defaults to the machine's).
     pub hostname: Option<String>,
+    /// The TUF root to trust (`--root`), kept in the state directory on first start: with it,
+    /// a server compromised even before enrollment cannot make this agent install anything
+    /// the targets key did not sign.
+    pub root_file: Option<PathBuf>,
 }
 
 /// A running agent.
@@ -54,8 +60,8 @@ pub struct Agent {
     pub config: AgentConfig,
     /// State directory.
     pub state: StateDir,
-    /// mTLS client.
-    pub client: Client,
+    /// mTLS client (shared with the TUF transport).
+    pub client: std::sync::Arc<Client>,
     /// Endpoint id.
     pub endpoint_id: String,
 }
@@ -161,8 +167,12 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
         None => read("ca.pem")?,
     };
     let client = Client::with_identity(config.servers.clone(), &ca, &read("cert.pem")?, &read("key.pem")?)?;
+    if let Some(path) = &config.root_file {
+        let root = std::fs::read(path).with_context(|| format!("while reading --root {}", path.display()))?;
+        signing::keep_root_if_none(&state, &root, &format!("given with --root {}", path.display()))?;
+    }
     std::fs::write(state.file("agent.pid"), format!("{}\n", std::process::id()))?;
-    Ok(Agent { config, state, client, endpoint_id })
+    Ok(Agent { config, state, client: std::sync::Arc::new(client), endpoint_id })
 }
 
 async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
@@ -199,6 +209,11 @@ async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {
     drop(key_pem);
     state::write_atomic(&state.identity("cert.pem"), response.cert_pem.as_bytes())?;
     state::write_atomic(&state.identity("ca.pem"), ca.as_bytes())?;
+    // A root given with --root is kept first (in `start`); otherwise the server's, which came
+    // over the channel the CA vouches for.
+    if let (None, Some(root)) = (&config.root_file, &response.tuf_root) {
+        signing::keep_root_if_none(state, root.as_bytes(), "the server sent at enrollment")?;
+    }
     // Written last: its presence means the identity is complete.
     state::write_atomic(&state.identity("endpoint_id"), response.endpoint_id.as_bytes())?;
     let _ = std::fs::remove_file(&csr_path);
@@ -214,9 +229,21 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut etag: Option<String> = None;
     let mut trial_checked = false;
     let mut backoff = Duration::from_millis(500);
+    let mut trimmed = false;
     loop {
         match cycle(&agent, &mut reported, &mut etag, &mut trial_checked).await {
-            Ok(()) => backoff = Duration::from_millis(500),
+            Ok(()) => {
+                backoff = Duration::from_millis(500);
+                if !trimmed {
+                    // Start-up is over (enrolled, inventory sent, first poll answered): give back
+                    // the pages of code that ran only for it.
+                    trimmed = true;
+                    match trim::release_startup_pages() {
+                        Ok(released) => tracing::debug!(?released, "released start-up pages"),
+                        Err(err) => tracing::debug!("could not release start-up pages: {err}"),
+                    }
+                }
+            }
             Err(err) => {
                 tracing::warn!("{err:#}; retrying in {} ms", backoff.as_millis());
                 tokio::time::sleep(backoff).await;
@@ -259,7 +286,15 @@ async fn cycle(
         return Ok(());
     }
     let from_version = agent.products()?.get(&assignment.product).cloned();
-    let job = Job { assignment, from_version, attempts: 0, in_attempt: false, reverted_any: false, installed: false };
+    let job = Job {
+        assignment,
+        from_version,
+        attempts: 0,
+        in_attempt: false,
+        reverted_any: false,
+        installed: false,
+        signed_release: None,
+    };
     agent.state.write_json("job.json", &job)?;
     job::run(agent, job).await
 }

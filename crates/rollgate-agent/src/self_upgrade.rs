@@ -52,6 +52,7 @@ pub async fn hand_over(agent: &Agent, job: &Job, attempt: u32, archive: &Path) -
         from_version: job.from_version.clone(),
         to_version: a.version.clone(),
         new_exe: new_exe.clone(),
+        signed_release: job.signed_release,
     };
     let io = |e: anyhow::Error| failure("install", format!("{e:#}"), false);
     agent.state.write_json(FILE, &trial).map_err(io)?;
@@ -158,6 +159,7 @@ pub fn confirm_if_on_trial(agent: &Agent) -> anyhow::Result<()> {
 /// Records a confirmed self-upgrade. Idempotent: it runs again if the agent stopped halfway.
 fn complete(agent: &Agent, trial: &SelfUpgrade) -> anyhow::Result<()> {
     agent.state.set_installed(AGENT_PRODUCT, Some(&trial.to_version))?;
+    crate::signing::set_installed_release(&agent.state, AGENT_PRODUCT, trial.signed_release)?;
     outbox::push(
         &agent.state,
         Report {

@@ -11,6 +11,8 @@
 //! STATE/outbox.json         reports waiting for the server's acknowledgement
 //! STATE/self-upgrade.json   a self-upgrade on trial (renamed to .confirmed by the new agent,
 //!                           or to .aborted by the old one: whoever renames first wins)
+//! STATE/tuf/                the TUF root, tough's datastore, signed release counters
+//!                           (see `signing`)
 //! STATE/downloads/          partial and verified package files
 //! STATE/products/           installed versions (see `install`)
 //! ```
@@ -162,6 +164,10 @@ pub struct Job {
     /// then finishes the job as a success instead of treating the attempt as interrupted.
     #[serde(default)]
     pub installed: bool,
+    /// The release counter of the signed target this job's package matched (None: this agent
+    /// holds no TUF root), recorded as the installed release once the install succeeds.
+    #[serde(default)]
+    pub signed_release: Option<u64>,
 }
 
 /// A self-upgrade on trial: written by the old agent, confirmed by the new one.
@@ -177,4 +183,7 @@ pub struct SelfUpgrade {
     pub to_version: String,
     /// The new binary.
     pub new_exe: PathBuf,
+    /// The signed release counter of the new version (see [`Job::signed_release`]).
+    #[serde(default)]
+    pub signed_release: Option<u64>,
 }

@@ -26,6 +26,28 @@ pub const MAX_COMMON_NAME_CHARS: usize = 64;
 /// this; it only makes the certificate recognisable in tools such as `openssl x509`.
 const SERVER_COMMON_NAME: &str = "Rollgate server";
 
+/// A certificate signing request whose self-signature has been verified: proof that the
+/// requester holds the key. Only its public key is kept.
+pub struct VerifiedCsr {
+    public_key: rcgen::SubjectPublicKeyInfo,
+}
+
+impl VerifiedCsr {
+    /// Parses and verifies a CSR; see [`Ca::sign_client_csr_at`] for what is refused.
+    pub fn from_pem(csr_pem: &str) -> Result<VerifiedCsr, PkiError> {
+        Ok(VerifiedCsr { public_key: verified_public_key(csr_pem)? })
+    }
+}
+
+/// A certificate just issued.
+#[derive(Clone, Debug)]
+pub struct IssuedCert {
+    /// The certificate in PEM.
+    pub pem: String,
+    /// SHA-256 of its DER, lowercase hex (as [`crate::fingerprint_sha256`]).
+    pub fingerprint_sha256: String,
+}
+
 /// The server's own certificate authority: its certificate and its private key.
 ///
 /// Made once with [`Ca::generate`], stored by the caller as the two PEM strings
@@ -188,15 +210,30 @@ impl Ca {
     ) -> Result<String, PkiError> {
         check_days(valid_days, MAX_CLIENT_CERT_VALID_DAYS)?;
         check_common_name(endpoint_id)?;
-        let public_key = verified_public_key(csr_pem)?;
+        let csr = VerifiedCsr::from_pem(csr_pem)?;
+        Ok(self.sign_verified_csr_at(&csr, endpoint_id, valid_days, now)?.pem)
+    }
+
+    /// Signs a certificate for the key of an already verified CSR, as
+    /// [`Ca::sign_client_csr_at`] does. Batch enrollment signs thousands of certificates for one
+    /// key: verifying the CSR's signature once instead of each time halves the work.
+    pub fn sign_verified_csr_at(
+        &self,
+        csr: &VerifiedCsr,
+        endpoint_id: &str,
+        valid_days: u32,
+        now: Timestamp,
+    ) -> Result<IssuedCert, PkiError> {
+        check_days(valid_days, MAX_CLIENT_CERT_VALID_DAYS)?;
+        check_common_name(endpoint_id)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name_dn(endpoint_id);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.leaf_defaults(&mut params, now, valid_days)?;
         let cert = params
-            .signed_by(&public_key, &self.issuer, &self.key)
+            .signed_by(&csr.public_key, &self.issuer, &self.key)
             .map_err(|error| PkiError::Generate { what: "client certificate", error })?;
-        Ok(cert.pem())
+        Ok(IssuedCert { pem: cert.pem(), fingerprint_sha256: inspect::fingerprint_sha256(cert.der()) })
     }
 
     /// Settings shared by every leaf this CA issues.

@@ -24,7 +24,7 @@ mod pem;
 mod tls;
 mod validity;
 
-pub use ca::{Ca, MAX_COMMON_NAME_CHARS};
+pub use ca::{Ca, IssuedCert, VerifiedCsr, MAX_COMMON_NAME_CHARS};
 pub use csr::{csr_key_fingerprint, new_client_key_and_csr, MAX_CSR_PEM_BYTES};
 pub use error::PkiError;
 pub use inspect::{endpoint_id_from_cert_der, fingerprint_sha256, not_after_from_cert_der};

@@ -265,3 +265,33 @@ fn tls12_client_with_cert_is_accepted() {
     assert_eq!(done.server.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
     assert_eq!(peer_endpoint_id(&done.server), "ep-tls12");
 }
+
+/// An agent that reconnects resumes its session from a stateless ticket, and the resumed
+/// connection still carries the agent's verified certificate: the server must know who it is
+/// talking to without a full handshake.
+#[test]
+fn a_reconnecting_agent_resumes_and_is_still_identified() {
+    let f = fixture();
+    let (cert_pem, key_pem) = enroll(&f.ca, "ep-resume");
+    let client_cfg = client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
+
+    let first = handshake(f.server_cfg.clone(), client_cfg.clone(), "localhost").expect("first handshake");
+    assert_eq!(first.client.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    // A second server connection from the same configuration (a restarted accept loop would
+    // get a new ticket key; this one has the same) accepts the ticket.
+    let second = handshake(f.server_cfg.clone(), client_cfg, "localhost").expect("second handshake");
+    assert_eq!(second.client.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(second.server.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(peer_endpoint_id(&second.server), "ep-resume");
+}
+
+/// Agents offer AES-128-GCM with SHA-256 first, and the server follows the client's order.
+#[test]
+fn agents_negotiate_aes128_gcm_sha256() {
+    let f = fixture();
+    let (cert_pem, key_pem) = enroll(&f.ca, "ep-suite");
+    let client_cfg = client_config(f.ca.cert_pem(), Some((&cert_pem, &key_pem))).expect("client config builds");
+    let done = handshake(f.server_cfg, client_cfg, "localhost").expect("handshake succeeds");
+    let suite = done.client.negotiated_cipher_suite().expect("a suite").suite();
+    assert_eq!(suite, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}

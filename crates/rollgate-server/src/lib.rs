@@ -11,6 +11,7 @@ pub mod packages;
 pub mod scheduler;
 pub mod secrets;
 pub mod tls;
+pub mod tuf;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,11 @@ pub struct ServerConfig {
     /// The key that seals secrets in the database; every replica of a cluster is given the
     /// same one. None: `DATA_DIR/secret.key`, created on first start.
     pub secret_key_file: Option<PathBuf>,
+    /// The signed update repository (TUF metadata); replicas share it like `package_dir`.
+    /// None: `DATA_DIR/tuf`.
+    pub tuf_dir: Option<PathBuf>,
+    /// The online TUF keys (snapshot, timestamp), when this server publishes targets roles.
+    pub tuf_online_keys: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServerConfig {
@@ -66,7 +72,14 @@ impl ServerConfig {
             database_schema: None,
             package_dir: None,
             secret_key_file: None,
+            tuf_dir: None,
+            tuf_online_keys: None,
         }
+    }
+
+    /// Where the TUF repository lives.
+    pub fn tuf_dir(&self) -> PathBuf {
+        self.tuf_dir.clone().unwrap_or_else(|| self.data_dir.join("tuf"))
     }
 
     /// Where package bytes live.
@@ -94,6 +107,8 @@ pub struct AppState {
     pub wake_scheduler: Arc<Notify>,
     /// This process, as a lease holder (random per start).
     pub replica_id: Arc<str>,
+    /// The signed update repository.
+    pub tuf: Arc<tuf::Tuf>,
 }
 
 impl AppState {
@@ -128,6 +143,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let packages = open_packages(&config, &*boot.store).await?;
     let hot = hot::Hot::load(boot.store.clone()).await.context("while loading the assignments")?;
     tokio::spawn(hot.clone().run());
+    let tuf = tuf::Tuf::open(&config.tuf_dir(), config.tuf_online_keys.clone())
+        .context("while opening the TUF repository")?;
     let state = AppState {
         store: boot.store,
         ca: Arc::new(boot.ca),
@@ -137,9 +154,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         hot: hot.clone(),
         wake_scheduler: Arc::new(Notify::new()),
         replica_id: bootstrap::new_secret()[..16].into(),
+        tuf: Arc::new(tuf),
     };
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(scheduler::follow_other_replicas(state.clone()));
+    tokio::spawn(tuf::renew_timestamps(state.clone()));
     let app = api::router(state);
     tls::serve(listener, boot.tls_config, app).await
 }

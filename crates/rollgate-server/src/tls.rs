@@ -53,10 +53,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                 }
                 Err(_) => return,
             };
-            let peer = stream.get_ref().1.peer_certificates().and_then(|certs| certs.first()).and_then(|der| {
-                let endpoint_id = rollgate_pki::endpoint_id_from_cert_der(der).ok()?;
-                Some(PeerCert { endpoint_id, fingerprint: rollgate_pki::fingerprint_sha256(der) })
-            });
+            let peer = stream.get_ref().1.peer_certificates().and_then(|certs| certs.first()).and_then(peer_cert);
             let identity = PeerIdentity(peer);
             let service = app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(identity.clone());
@@ -67,5 +64,43 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                 tracing::debug!("connection ended with an error: {err}");
             }
         });
+    }
+}
+
+/// The identity in a client certificate rustls accepted, if it is still valid now. A resumed
+/// TLS session carries the certificate verified at its first handshake without checking it
+/// again, and every resumption issues a new ticket: without this check an agent that keeps
+/// reconnecting could go on using a certificate long after it expired.
+fn peer_cert(der: &rustls::pki_types::CertificateDer<'_>) -> Option<PeerCert> {
+    let not_after = rollgate_pki::not_after_from_cert_der(der).ok()?;
+    if not_after <= jiff::Timestamp::now() {
+        tracing::debug!("a resumed session presented a certificate that expired at {not_after}");
+        return None;
+    }
+    let endpoint_id = rollgate_pki::endpoint_id_from_cert_der(der).ok()?;
+    Some(PeerCert { endpoint_id, fingerprint: rollgate_pki::fingerprint_sha256(der) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_cert;
+
+    fn cert_der(
+        ca: &rollgate_pki::Ca,
+        issued_at: jiff::Timestamp,
+        days: u32,
+    ) -> rustls::pki_types::CertificateDer<'static> {
+        let (_key, csr) = rollgate_pki::new_client_key_and_csr("host").unwrap();
+        let pem = ca.sign_client_csr_at(&csr, "ep-1", days, issued_at).unwrap();
+        rollgate_pki::certs_from_pem(&pem).unwrap().remove(0)
+    }
+
+    #[test]
+    fn an_expired_certificate_from_a_resumed_session_identifies_nobody() {
+        let ca = rollgate_pki::Ca::generate("tls test CA").unwrap();
+        let valid = cert_der(&ca, jiff::Timestamp::now(), 30);
+        assert_eq!(peer_cert(&valid).unwrap().endpoint_id, "ep-1");
+        let expired = cert_der(&ca, jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 10), 1);
+        assert!(peer_cert(&expired).is_none());
     }
 }

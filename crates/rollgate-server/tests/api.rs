@@ -87,6 +87,10 @@ impl Api {
         let store = SqlStore::open_sqlite(&dir.path().join("rollgate.db")).await.unwrap();
         let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         config.max_package_bytes = max_package_bytes;
+        // TUF keys as an operator would make them; the server gets only the online ones.
+        let keys = rollgate_tuf::keys::init(&dir.path().join("operator"), 1, 1, jiff::Timestamp::now()).await.unwrap();
+        config.tuf_online_keys = Some((keys.snapshot_key.clone(), keys.timestamp_key.clone()));
+        let tuf = rollgate_server::tuf::Tuf::open(&config.tuf_dir(), config.tuf_online_keys.clone()).unwrap();
         let store: Arc<dyn rollgate_store::Store> = Arc::new(store);
         let hot = rollgate_server::hot::Hot::load(store.clone()).await.unwrap();
         tokio::spawn(hot.clone().run());
@@ -99,6 +103,7 @@ impl Api {
             hot,
             wake_scheduler: Arc::new(Notify::new()),
             replica_id: "api-test".into(),
+            tuf: Arc::new(tuf),
         };
         let app = rollgate_server::api::router(state.clone());
         Api { dir, state, app }
@@ -1623,4 +1628,88 @@ async fn a_batch_enrolls_many_endpoints_each_with_its_own_certificate() {
         assert!(fingerprints.insert(agent.fingerprint.clone()), "a certificate of its own");
         api.ok(empty(as_agent(&agent, Method::GET, "/v1/agent/work")), StatusCode::OK).await;
     }
+}
+
+/// The TUF routes: an operator publishes the root and a targets role signed offline; the
+/// server adds its snapshot and timestamp; agents read metadata and targets. A targets role
+/// signed with another key is refused with the reason.
+#[tokio::test]
+async fn tuf_roots_and_targets_signed_offline_are_published_for_agents() {
+    let api = Api::new().await;
+    let operator = api.dir.path().join("operator");
+    let root_bytes = std::fs::read(operator.join("1.root.json")).unwrap();
+    let package = b"agent 2.0.0 bytes".to_vec();
+    api.upload("agent", "2.0.0", &package).await;
+    let agent = api.enroll("tuf-host", json!({})).await;
+
+    // Targets before any root: refused, and anonymous callers cannot publish at all.
+    let pkg_file = api.dir.path().join("agent-2.0.0.pkg");
+    std::fs::write(&pkg_file, &package).unwrap();
+    api.fails(raw_bytes(anonymous(Method::PUT, "/v1/tuf/root"), &root_bytes), StatusCode::UNAUTHORIZED, "unauthorized")
+        .await;
+    let body = api.ok(raw_bytes(admin(Method::PUT, "/v1/tuf/root"), &root_bytes), StatusCode::OK).await;
+    assert_eq!(body["root_version"], 1);
+
+    let root: tough::schema::Signed<tough::schema::Root> = serde_json::from_slice(&root_bytes).unwrap();
+    let release = rollgate_tuf::release::Release {
+        product: "agent".into(),
+        version: "2.0.0".into(),
+        module: "files".into(),
+        release: 2,
+        hardware: vec![],
+        os: vec![],
+        rollback: false,
+    };
+    let additions = [rollgate_tuf::targets::Addition { package: &pkg_file, release }];
+    let now = jiff::Timestamp::now();
+    // Signed with the snapshot key (which the server holds): refused, with the reason.
+    let forged =
+        rollgate_tuf::targets::sign(&root, None, &additions, &operator.join("keys/snapshot.der"), 90, now).await;
+    assert!(forged.is_err(), "tough refuses to sign targets with a key root does not list for them");
+    let (_, signed) = rollgate_tuf::targets::sign(&root, None, &additions, &operator.join("keys/targets.der"), 90, now)
+        .await
+        .unwrap();
+    let mut tampered: Value = serde_json::from_slice(&signed).unwrap();
+    tampered["signed"]["targets"]["agent-2.0.0"]["length"] = json!(1);
+    let message = api
+        .fails(
+            raw_bytes(admin(Method::PUT, "/v1/tuf/targets"), tampered.to_string().as_bytes()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        )
+        .await;
+    assert!(message.contains("not signed by a threshold"), "{message}");
+    let body = api.ok(raw_bytes(admin(Method::PUT, "/v1/tuf/targets"), &signed), StatusCode::OK).await;
+    assert_eq!(body, json!({"targets_version": 1, "snapshot_version": 1, "timestamp_version": 1}));
+
+    // Agents read what was published; the targets role is served byte for byte.
+    let (status, headers, bytes) =
+        api.call_raw(empty(as_agent(&agent, Method::GET, "/v1/tuf/metadata/1.targets.json"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes.as_ref(), signed.as_slice());
+    assert!(headers[axum::http::header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
+    let (status, headers, _) =
+        api.call_raw(empty(as_agent(&agent, Method::GET, "/v1/tuf/metadata/timestamp.json"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[axum::http::header::CACHE_CONTROL], "no-store");
+    let target = format!("/v1/tuf/targets/{}.agent-2.0.0", sha256_hex(&package));
+    let (status, _, bytes) = api.call_raw(empty(as_agent(&agent, Method::GET, &target))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes.as_ref(), package.as_slice());
+    api.fails(
+        empty(as_agent(&agent, Method::GET, "/v1/tuf/metadata/..%2Fsecret.key")),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    api.fails(
+        empty(anonymous(Method::GET, "/v1/tuf/metadata/timestamp.json")),
+        StatusCode::UNAUTHORIZED,
+        "client_certificate_required",
+    )
+    .await;
+}
+
+fn raw_bytes(builder: request::Builder, bytes: &[u8]) -> Request<Body> {
+    builder.body(Body::from(bytes.to_vec())).unwrap()
 }

@@ -295,6 +295,7 @@ impl Fixture {
         let dir = tempfile::Builder::new().prefix("rollgate-hot-").tempdir().unwrap();
         let store = Arc::new(CountingStore::new(SqlStore::open_sqlite(&dir.path().join("rollgate.db")).await.unwrap()));
         let config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        let tuf = rollgate_server::tuf::Tuf::open(&config.tuf_dir(), None).unwrap();
         let dyn_store: Arc<dyn Store> = store.clone();
         let hot = Hot::load(dyn_store.clone()).await.unwrap();
         let background = Some(tokio::spawn(hot.clone().run()));
@@ -307,6 +308,7 @@ impl Fixture {
             hot,
             wake_scheduler: Arc::new(Notify::new()),
             replica_id: "hot-path-test".into(),
+            tuf: Arc::new(tuf),
         };
         let app = rollgate_server::api::router(state.clone());
         Fixture { _dir: dir, state, app, store, background }

@@ -846,8 +846,11 @@ impl Store for SqlStore {
     }
 
     async fn enroll_batch(&self, endpoints: &[EndpointRecord]) -> Result<()> {
-        // Rows per statement: 9 bound values each stays far below SQLite's 32766 variables.
-        const ROWS_PER_INSERT: usize = 1000;
+        // Rows per statement. sqlx's SQLite driver looks up each `$N` by scanning every
+        // parameter's name, so a statement's cost grows with the square of its parameters:
+        // 1,000 rows (9,000 parameters) spent 40 % of a batch enrollment there; 64 rows do not
+        // show up in a profile and still save most round trips.
+        const ROWS_PER_INSERT: usize = 64;
         let mut tx = self.writer.begin().await?;
         let result = async {
             for chunk in endpoints.chunks(ROWS_PER_INSERT) {
@@ -988,20 +991,28 @@ impl Store for SqlStore {
     }
 
     async fn touch_endpoints(&self, seen: &[(String, Timestamp)]) -> Result<()> {
+        // Rows per statement: one UPDATE per endpoint cost a database round trip each, which
+        // on PostgreSQL at 3,400 check-ins a second took enough of the machine to push check-in
+        // p99 latency past 30 ms. VALUES columns are `column1`, `column2` in both backends.
+        const ROWS_PER_UPDATE: usize = 64;
         if seen.is_empty() {
             return Ok(());
         }
         let mut tx = self.writer.begin().await?;
         let result = async {
-            for (id, at) in seen {
-                sqlx::query(
-                    "UPDATE endpoints SET last_seen = CASE WHEN last_seen IS NULL OR last_seen < $1 THEN $1 ELSE last_seen END
-                     WHERE id = $2",
-                )
-                .bind(ms(*at))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            for chunk in seen.chunks(ROWS_PER_UPDATE) {
+                let rows: Vec<String> =
+                    (0..chunk.len()).map(|r| format!("(${}, CAST(${} AS BIGINT))", 2 * r + 1, 2 * r + 2)).collect();
+                let sql = format!(
+                    "UPDATE endpoints SET last_seen = v.column2 FROM (VALUES {}) AS v
+                     WHERE endpoints.id = v.column1 AND (endpoints.last_seen IS NULL OR endpoints.last_seen < v.column2)",
+                    rows.join(", ")
+                );
+                let mut update = sqlx::query(&sql);
+                for (id, at) in chunk {
+                    update = update.bind(id).bind(ms(*at));
+                }
+                update.execute(&mut *tx).await?;
             }
             Ok(())
         }

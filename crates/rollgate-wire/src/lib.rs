@@ -51,6 +51,11 @@ pub struct EnrollResponse {
     pub cert_pem: String,
     /// The CA that signed it (and the server certificate, unless the server uses its own).
     pub ca_pem: String,
+    /// The newest TUF `root.json` the server publishes, if it publishes a signed repository:
+    /// the agent trusts it because it came over the channel the agent's CA already vouches for
+    /// (unless it was given a root with `--root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuf_root: Option<String>,
 }
 
 /// `PUT /v1/agent/inventory`: what the endpoint is and has. Sent when it changes.

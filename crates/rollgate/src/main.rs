@@ -2,6 +2,7 @@
 //! and the demo. Parsing lives here; each subcommand's work lives in its own crate or module.
 
 mod demo;
+mod keys;
 mod manage;
 mod output;
 
@@ -39,6 +40,9 @@ enum Command {
     Endpoints(manage::EndpointsCommand),
     /// Start a server and local agents, and run an upgrade with a rollback, end to end.
     Demo(demo::DemoArgs),
+    /// Signing keys of the update repository (TUF).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +85,20 @@ struct ServerArgs {
     /// of a cluster the same file (default: DATA_DIR/secret.key, created on first start).
     #[arg(long, env = "ROLLGATE_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    /// The signed update repository (TUF metadata); replicas of a cluster share one, like
+    /// --package-dir (default: DATA_DIR/tuf).
+    #[arg(long, env = "ROLLGATE_TUF_DIR")]
+    tuf_dir: Option<PathBuf>,
+    /// The online TUF snapshot key (from `rollgate keys init`), to publish targets roles.
+    #[arg(long, requires = "tuf_timestamp_key")]
+    tuf_snapshot_key: Option<PathBuf>,
+    /// The online TUF timestamp key (from `rollgate keys init`).
+    #[arg(long, requires = "tuf_snapshot_key")]
+    tuf_timestamp_key: Option<PathBuf>,
+    /// Async worker threads (default: one per core). Replicas sharing a machine should split
+    /// its cores between them rather than each start one thread per core.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -109,6 +127,11 @@ struct AgentArgs {
     /// Host name to report instead of the machine's.
     #[arg(long)]
     hostname: Option<String>,
+    /// The signed repository's root.json to trust (from `rollgate keys init`). Without it the
+    /// agent trusts the root the server sends at enrollment; with it, even a server taken over
+    /// before this agent enrolled cannot make it install what the targets key did not sign.
+    #[arg(long, env = "ROLLGATE_ROOT")]
+    root: Option<PathBuf>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -129,6 +152,9 @@ fn main() -> ExitCode {
     // on the blocking pool), which keeps its memory small. The server uses every core.
     let runtime = match &cli.command {
         Command::Agent(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Command::Server(ServerArgs { worker_threads: Some(n), .. }) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(*n)).enable_all().build()
+        }
         _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
@@ -162,6 +188,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.database_schema = a.database_schema;
             config.package_dir = a.package_dir;
             config.secret_key_file = a.secret_key_file;
+            config.tuf_dir = a.tuf_dir;
+            config.tuf_online_keys = a.tuf_snapshot_key.zip(a.tuf_timestamp_key);
             rollgate_server::run(config).await
         }
         Command::Agent(a) => {
@@ -175,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 poll_interval_secs: a.poll_interval,
                 self_upgrade_grace_secs: a.self_upgrade_grace,
                 hostname: a.hostname,
+                root_file: a.root,
             };
             rollgate_agent::run(config).await
         }
@@ -183,6 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sets(c) => manage::sets(c).await,
         Command::Endpoints(c) => manage::endpoints(c).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Keys(c) => keys::run(c).await,
     }
 }
 

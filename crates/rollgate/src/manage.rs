@@ -108,6 +108,11 @@ impl Api {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
+    /// PUT raw bytes, read JSON.
+    pub async fn put_bytes<T: serde::de::DeserializeOwned>(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<T> {
+        self.send(self.http.put(format!("{}{path}", self.base)).body(bytes)).await
+    }
+
     /// POST JSON, read JSON.
     pub async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
@@ -250,6 +255,17 @@ pub enum PackagesCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Sign a package into a new targets role with the targets key, offline (the key never
+    /// leaves this machine); upload the result with `packages publish-targets`.
+    Sign(crate::keys::SignArgs),
+    /// Upload a targets role signed with `packages sign`; the server publishes it with a new
+    /// snapshot and timestamp.
+    PublishTargets {
+        /// The signed `<n>.targets.json`.
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 /// `rollgate packages ...`.
@@ -263,6 +279,16 @@ pub async fn packages(cmd: PackagesCommand) -> anyhow::Result<()> {
                 }));
             }
             println!("added {} ({} bytes, sha256 {})", info.id, info.size, info.sha256);
+            Ok(())
+        }
+        PackagesCommand::Sign(args) => crate::keys::sign(args).await,
+        PackagesCommand::PublishTargets { file, conn } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let answer: serde_json::Value = conn.connect()?.put_bytes("/v1/tuf/targets", bytes).await?;
+            println!(
+                "published targets version {} (snapshot {}, timestamp {})",
+                answer["targets_version"], answer["snapshot_version"], answer["timestamp_version"]
+            );
             Ok(())
         }
         PackagesCommand::List { json, conn } => {

@@ -2,6 +2,7 @@
 
 mod agent;
 mod manage;
+mod tuf;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -37,6 +38,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(manage::list_endpoints))
         .route("/v1/endpoints/batch", post(agent::enroll_batch).layer(axum::extract::DefaultBodyLimit::max(64 * 1024)))
         .route("/v1/endpoints/{id}", get(manage::show_endpoint))
+        .route("/v1/tuf/root", put(tuf::put_root).layer(axum::extract::DefaultBodyLimit::max(tuf::MAX_ROOT_BYTES)))
+        .route(
+            "/v1/tuf/targets",
+            put(tuf::put_targets).layer(axum::extract::DefaultBodyLimit::max(tuf::MAX_TARGETS_BYTES)),
+        )
+        .route("/v1/tuf/metadata/{name}", get(tuf::metadata))
+        .route("/v1/tuf/targets/{name}", get(tuf::target))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")

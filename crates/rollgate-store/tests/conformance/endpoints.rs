@@ -1,5 +1,6 @@
 //! Conformance: endpoints (`get_endpoint`, `list_endpoints`, `update_inventory`, `touch_endpoint`).
 
+use jiff::Timestamp;
 use rollgate_store::StoreError;
 
 use crate::{backends, endpoint, enroll_all, map, t};
@@ -76,6 +77,31 @@ async fn touch_never_moves_last_seen_backwards() {
 
         // Only the touched endpoint moves.
         assert_eq!(s.get_endpoint("ep-2").await.unwrap().last_seen, None);
+    }
+}
+
+/// The batched `last_seen` write the server makes once a second, across the statement
+/// boundary (64 rows): each endpoint moves forward only, unknown ids are ignored.
+#[tokio::test]
+async fn touching_many_endpoints_at_once_moves_each_forward_only() {
+    for b in backends().await {
+        let s = b.start("touching_many_endpoints_at_once_moves_each_forward_only");
+        let ids: Vec<String> = (0..150).map(|i| format!("ep-{i:03}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        enroll_all(s, &refs).await;
+        let first: Vec<(String, Timestamp)> = ids.iter().map(|id| (id.clone(), t(100))).collect();
+        s.touch_endpoints(&first).await.unwrap();
+        // Even ids newer, odd ids older than what is stored, plus an endpoint nobody enrolled.
+        let mut second: Vec<(String, Timestamp)> =
+            ids.iter().enumerate().map(|(i, id)| (id.clone(), if i % 2 == 0 { t(200) } else { t(50) })).collect();
+        second.push(("ep-unknown".to_string(), t(300)));
+        s.touch_endpoints(&second).await.unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let expected = if i % 2 == 0 { t(200) } else { t(100) };
+            assert_eq!(s.get_endpoint(id).await.unwrap().last_seen, Some(expected), "{id}");
+        }
+        assert!(matches!(s.get_endpoint("ep-unknown").await, Err(StoreError::NotFound(_))));
+        s.touch_endpoints(&[]).await.unwrap();
     }
 }
 

@@ -99,6 +99,16 @@ impl Server {
         Server::start_on(&Backend::Sqlite)
     }
 
+    /// A server on SQLite with extra `rollgate server` flags.
+    #[allow(dead_code)]
+    pub fn start_with(extra: &[String]) -> Server {
+        let dir = tempfile::Builder::new().prefix("rollgate-e2e-").tempdir().unwrap();
+        let mut server =
+            Server { dir, port: free_port(), proc: None, args: extra.to_vec(), backend_name: "sqlite", _schema: None };
+        server.spawn();
+        server
+    }
+
     /// A server on the given backend.
     pub fn start_on(backend: &Backend) -> Server {
         let dir = tempfile::Builder::new().prefix("rollgate-e2e-").tempdir().unwrap();
