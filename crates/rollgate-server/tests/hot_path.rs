@@ -38,8 +38,8 @@ use rollgate_server::packages::PackageStore;
 use rollgate_server::tls::{PeerCert, PeerIdentity};
 use rollgate_server::{AppState, ServerConfig};
 use rollgate_store::{
-    AttemptRecord, EndpointRecord, MemberRecord, NewSet, PackageRecord, ReportRecord, Result, SetRecord, SqlStore,
-    Store, TickParams,
+    AdvisoryFilter, AdvisoryRecord, AttemptRecord, CveRow, EndpointRecord, KevRow, MemberRecord, NewSet, PackageRecord,
+    ReportRecord, Result, SetRecord, SqlStore, Store, TickParams,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -100,6 +100,41 @@ impl CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
+    async fn import_advisory(&self, advisory: &AdvisoryRecord) -> Result<rollgate_core::revision::Outcome> {
+        self.count("import_advisory");
+        self.inner.import_advisory(advisory).await
+    }
+
+    async fn list_advisories(&self, filter: &AdvisoryFilter) -> Result<Vec<AdvisoryRecord>> {
+        self.count("list_advisories");
+        self.inner.list_advisories(filter).await
+    }
+
+    async fn advisories_by_id(&self, id: &str) -> Result<Vec<AdvisoryRecord>> {
+        self.count("advisories_by_id");
+        self.inner.advisories_by_id(id).await
+    }
+
+    async fn advisories_naming(&self, products: &[String]) -> Result<Vec<AdvisoryRecord>> {
+        self.count("advisories_naming");
+        self.inner.advisories_naming(products).await
+    }
+
+    async fn import_cve(&self, cve: &CveRow, now: Timestamp) -> Result<rollgate_core::revision::Outcome> {
+        self.count("import_cve");
+        self.inner.import_cve(cve, now).await
+    }
+
+    async fn record_kev(&self, cve: &str, kev: &KevRow, now: Timestamp) -> Result<bool> {
+        self.count("record_kev");
+        self.inner.record_kev(cve, kev, now).await
+    }
+
+    async fn cves(&self, ids: &[String]) -> Result<Vec<CveRow>> {
+        self.count("cves");
+        self.inner.cves(ids).await
+    }
+
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         self.count("get_meta");
         self.inner.get_meta(key).await

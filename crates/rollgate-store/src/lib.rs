@@ -11,8 +11,10 @@ use jiff::Timestamp;
 use rollgate_core::member::{Applied, Member, MemberError, Outcome};
 use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
 
+pub mod advisories;
 pub mod sql;
 
+pub use advisories::{AdvisoryFilter, AdvisoryRecord, CveRow, KevRow};
 pub use sql::{Dialect, SqlStore};
 
 /// A storage failure that callers can branch on.
@@ -229,6 +231,23 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a setting only if it has none; returns true when this call wrote it. Servers
     /// starting at the same moment use this to agree on one CA and one admin token.
     async fn insert_meta_if_absent(&self, key: &str, value: &str) -> Result<bool>;
+
+    /// Stores an advisory revision unless the stored one is the same or newer (see
+    /// `rollgate_core::revision`); its CVE and product indexes are replaced with it.
+    async fn import_advisory(&self, advisory: &AdvisoryRecord) -> Result<rollgate_core::revision::Outcome>;
+    /// Advisories matching `filter`, newest update first.
+    async fn list_advisories(&self, filter: &AdvisoryFilter) -> Result<Vec<AdvisoryRecord>>;
+    /// Every advisory with this id (one per publisher that used it).
+    async fn advisories_by_id(&self, id: &str) -> Result<Vec<AdvisoryRecord>>;
+    /// Advisories that name any of `products` (case-insensitive), for matching inventories.
+    async fn advisories_naming(&self, products: &[String]) -> Result<Vec<AdvisoryRecord>>;
+    /// Stores a CVE record revision (same rule as advisories); KEV facts already stored stay.
+    async fn import_cve(&self, cve: &CveRow, now: Timestamp) -> Result<rollgate_core::revision::Outcome>;
+    /// Records CISA's KEV facts of a CVE (creating a bare row when its record is not stored);
+    /// returns true when they changed.
+    async fn record_kev(&self, cve: &str, kev: &KevRow, now: Timestamp) -> Result<bool>;
+    /// The stored CVE rows among `ids`.
+    async fn cves(&self, ids: &[String]) -> Result<Vec<CveRow>>;
 
     /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`; returns true when
     /// `holder` holds it. A lease passes to another holder only once it has expired, so a job

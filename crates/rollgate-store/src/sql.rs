@@ -43,8 +43,8 @@ pub enum Dialect {
 /// A Rollgate database.
 #[derive(Clone)]
 pub struct SqlStore {
-    writer: AnyPool,
-    reader: AnyPool,
+    pub(crate) writer: AnyPool,
+    pub(crate) reader: AnyPool,
     dialect: Dialect,
     /// For `LISTEN` (PostgreSQL only): the URL and the channel, which is named after the schema
     /// so that installations sharing a database do not wake each other.
@@ -561,15 +561,15 @@ impl SqlStore {
     }
 }
 
-fn ms(t: Timestamp) -> i64 {
+pub(crate) fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-fn ts(ms: i64) -> Result<Timestamp> {
+pub(crate) fn ts(ms: i64) -> Result<Timestamp> {
     Timestamp::from_millisecond(ms).map_err(|e| StoreError::Corrupt(format!("bad time {ms}: {e}")))
 }
 
-fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>> {
+pub(crate) fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>> {
     ms.map(ts).transpose()
 }
 
@@ -755,6 +755,34 @@ async fn save_set_state(
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn import_advisory(&self, advisory: &AdvisoryRecord) -> Result<rollgate_core::revision::Outcome> {
+        crate::advisories::import_advisory(&self.writer, advisory).await
+    }
+
+    async fn list_advisories(&self, filter: &AdvisoryFilter) -> Result<Vec<AdvisoryRecord>> {
+        crate::advisories::list(&self.reader, filter).await
+    }
+
+    async fn advisories_by_id(&self, id: &str) -> Result<Vec<AdvisoryRecord>> {
+        crate::advisories::by_id(&self.reader, id).await
+    }
+
+    async fn advisories_naming(&self, products: &[String]) -> Result<Vec<AdvisoryRecord>> {
+        crate::advisories::naming(&self.reader, products).await
+    }
+
+    async fn import_cve(&self, cve: &CveRow, now: Timestamp) -> Result<rollgate_core::revision::Outcome> {
+        crate::advisories::import_cve(&self.writer, cve, now).await
+    }
+
+    async fn record_kev(&self, cve: &str, kev: &KevRow, now: Timestamp) -> Result<bool> {
+        crate::advisories::record_kev(&self.writer, cve, kev, now).await
+    }
+
+    async fn cves(&self, ids: &[String]) -> Result<Vec<CveRow>> {
+        crate::advisories::cves(&self.reader, ids).await
+    }
+
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.reader).await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)

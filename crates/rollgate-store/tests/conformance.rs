@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used)]
 
 // A test crate's root resolves `mod` beside itself, so the scenario files are named by path.
+#[path = "conformance/advisories.rs"]
+mod advisories;
 #[path = "conformance/endpoints.rs"]
 mod endpoints;
 #[path = "conformance/enrollment.rs"]

@@ -25,17 +25,9 @@ pub enum KeysCommand {
 /// `rollgate packages sign`
 #[derive(Args, Debug)]
 pub struct SignArgs {
-    /// The package file (the same bytes as given to `packages add`).
-    file: PathBuf,
-    /// Product name.
-    #[arg(long)]
-    product: String,
-    /// Version.
-    #[arg(long)]
-    version: String,
-    /// Install module.
-    #[arg(long, default_value = "files", value_parser = ["files", "script"])]
-    module: String,
+    /// The package (the same bytes and facts as given to `packages add`).
+    #[command(flatten)]
+    package: crate::manage::PackageFile,
     /// Release counter: agents refuse a release lower than the one they run.
     #[arg(long)]
     release: u64,
@@ -64,8 +56,9 @@ pub struct SignArgs {
 
 /// Signs a package into a new targets role, offline.
 pub async fn sign(a: SignArgs) -> anyhow::Result<()> {
-    rollgate_core::names::validate("product", &a.product).map_err(anyhow::Error::msg)?;
-    rollgate_core::version::validate(&a.version).map_err(anyhow::Error::msg)?;
+    let p = a.package;
+    rollgate_core::names::validate("product", &p.product).map_err(anyhow::Error::msg)?;
+    rollgate_core::version::validate(&p.version).map_err(anyhow::Error::msg)?;
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let root = rollgate_tuf::targets::parse("root.json", &read(&a.root)?)?;
     let previous = match &a.previous {
@@ -73,15 +66,15 @@ pub async fn sign(a: SignArgs) -> anyhow::Result<()> {
         None => None,
     };
     let release = rollgate_tuf::release::Release {
-        product: a.product,
-        version: a.version,
-        module: a.module,
+        product: p.product,
+        version: p.version,
+        module: p.module,
         release: a.release,
         hardware: a.hardware,
         os: a.os,
         rollback: a.rollback,
     };
-    let additions = [rollgate_tuf::targets::Addition { package: &a.file, release }];
+    let additions = [rollgate_tuf::targets::Addition { package: &p.file, release }];
     let (version, bytes) = rollgate_tuf::targets::sign(
         &root,
         previous.as_ref(),

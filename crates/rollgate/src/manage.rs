@@ -223,21 +223,30 @@ pub async fn enroll_token(cmd: EnrollTokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A package archive and what it is: the same for `packages add` and `packages sign`, which
+/// must be given the same facts.
+#[derive(Args, Debug)]
+pub struct PackageFile {
+    /// The archive (tar, tar.gz or tar.zst).
+    pub file: PathBuf,
+    /// Product name.
+    #[arg(long)]
+    pub product: String,
+    /// Version.
+    #[arg(long)]
+    pub version: String,
+    /// Install module.
+    #[arg(long, default_value = "files", value_parser = ["files", "script"])]
+    pub module: String,
+}
+
+/// `rollgate packages`
 #[derive(Subcommand, Debug)]
 pub enum PackagesCommand {
     /// Add a package version (a tar, tar.gz or tar.zst archive).
     Add {
-        /// The archive.
-        file: PathBuf,
-        /// Product name.
-        #[arg(long)]
-        product: String,
-        /// Version.
-        #[arg(long)]
-        version: String,
-        /// Install module.
-        #[arg(long, default_value = "files", value_parser = ["files", "script"])]
-        module: String,
+        #[command(flatten)]
+        package: PackageFile,
         /// Oldest version this package may upgrade from.
         #[arg(long)]
         min_from: Option<String>,
@@ -271,8 +280,9 @@ pub enum PackagesCommand {
 /// `rollgate packages ...`.
 pub async fn packages(cmd: PackagesCommand) -> anyhow::Result<()> {
     match cmd {
-        PackagesCommand::Add { file, product, version, module, min_from, json, conn } => {
-            let info = conn.connect()?.upload(&file, &product, &version, &module, min_from.as_deref(), json).await?;
+        PackagesCommand::Add { package: p, min_from, json, conn } => {
+            let info =
+                conn.connect()?.upload(&p.file, &p.product, &p.version, &p.module, min_from.as_deref(), json).await?;
             if json {
                 return output::json(&serde_json::json!({
                     "id": info.id, "product": info.product, "version": info.version, "sha256": info.sha256, "size": info.size,

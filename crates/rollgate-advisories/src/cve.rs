@@ -1,0 +1,9 @@
+//! Placeholder: this format's reader is being written.
+
+use crate::model::*;
+use crate::ParseError;
+
+/// Reads a document.
+pub fn parse(_bytes: &[u8]) -> Result<CveRecord, ParseError> {
+    Err(ParseError::UnknownFormat("not written yet".into()))
+}
