@@ -24,9 +24,13 @@ pub use model::*;
 /// Why a document could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    /// The content matches none of the known formats.
+    /// Well-formed content that matches none of the known formats (a directory walk skips
+    /// these).
     #[error("not a known advisory format ({0})")]
     UnknownFormat(String),
+    /// JSON that does not parse (truncated, damaged): an error, never a skip.
+    #[error("damaged JSON: {0}")]
+    Malformed(String),
     /// The document is of a known format but does not follow it.
     #[error("{format} document: {reason}")]
     Invalid {
@@ -65,7 +69,7 @@ pub fn detect(bytes: &[u8]) -> Result<Format, ParseError> {
 
 fn detect_json(bytes: &[u8]) -> Result<Format, ParseError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ParseError::UnknownFormat(format!("JSON that does not parse: {e}")))?;
+        .map_err(|e| ParseError::Malformed(e.to_string()))?;
     let has = |key: &str| value.get(key).is_some();
     if value.pointer("/document/csaf_version").is_some() {
         Ok(Format::Csaf)

@@ -259,3 +259,40 @@ pub struct KevEntry {
     /// The KEV facts.
     pub facts: KevFacts,
 }
+
+impl Advisory {
+    /// The CVE (or other) ids of its vulnerabilities, sorted, each once.
+    pub fn vulnerability_ids(&self) -> Vec<String> {
+        let ids: std::collections::BTreeSet<&String> = self.vulnerabilities.iter().map(|v| &v.id).collect();
+        ids.into_iter().cloned().collect()
+    }
+
+    /// The names installed software is looked up by: every affected product and package name,
+    /// lower-case, sorted, each once.
+    pub fn product_names(&self) -> Vec<String> {
+        let names: std::collections::BTreeSet<String> = self
+            .affected
+            .iter()
+            .flat_map(|a| std::iter::once(&a.product).chain(&a.package_names))
+            .map(|n| n.to_lowercase())
+            .collect();
+        names.into_iter().collect()
+    }
+
+    /// The highest CVSS base score of its vulnerabilities.
+    pub fn max_score(&self) -> Option<f64> {
+        crate::score::max_score(self.vulnerabilities.iter().flat_map(|v| &v.cvss))
+    }
+
+    /// Whether any of its vulnerabilities is said to be exploited.
+    pub fn known_exploited(&self) -> bool {
+        self.vulnerabilities.iter().any(|v| v.known_exploited)
+    }
+}
+
+impl CveRecord {
+    /// The highest CVSS base score.
+    pub fn max_score(&self) -> Option<f64> {
+        crate::score::max_score(&self.cvss)
+    }
+}
