@@ -14,6 +14,7 @@ pub mod cve;
 pub mod cvrf;
 pub mod dates;
 pub mod kev;
+pub mod matching;
 pub mod model;
 pub mod nvd;
 pub mod osv;
@@ -68,8 +69,7 @@ pub fn detect(bytes: &[u8]) -> Result<Format, ParseError> {
 }
 
 fn detect_json(bytes: &[u8]) -> Result<Format, ParseError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ParseError::Malformed(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ParseError::Malformed(e.to_string()))?;
     let has = |key: &str| value.get(key).is_some();
     if value.pointer("/document/csaf_version").is_some() {
         Ok(Format::Csaf)

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rollgate_wire::{EnrollRequest, EnrollResponse, ErrorBody, Inventory, Report, WorkResponse};
+use rollgate_wire::{EnrollRequest, EnrollResponse, ErrorBody, Inventory, Report, SoftwareDelta, WorkResponse};
 
 /// Why a request did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,16 @@ impl Client {
     /// `PUT /v1/agent/inventory`.
     pub async fn inventory(&self, inv: &Inventory) -> Result<(), ApiFailure> {
         let response = self.send(|h, base| h.put(format!("{base}/v1/agent/inventory")).json(inv)).await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/agent/software`: a change to the installed software list (204 when applied; a
+    /// 409 `software_base_mismatch` refusal when the server holds another base list).
+    pub async fn software(&self, delta: &SoftwareDelta) -> Result<(), ApiFailure> {
+        let response = self.send(|h, base| h.post(format!("{base}/v1/agent/software")).json(delta)).await?;
         if !response.status().is_success() {
             return Err(error_of(response).await);
         }

@@ -12,6 +12,7 @@ pub mod job;
 pub mod outbox;
 pub mod self_upgrade;
 pub mod signing;
+pub mod software;
 pub mod state;
 pub mod trim;
 
@@ -137,11 +138,14 @@ impl Agent {
     }
 
     fn inventory(&self) -> anyhow::Result<Inventory> {
+        let (os_id, os_version) = software::os_facts();
         Ok(Inventory {
             hostname: self.config.hostname.clone().unwrap_or_else(machine_hostname),
             os: os_description(),
             labels: self.config.labels.clone(),
             products: self.products()?,
+            os_id,
+            os_version,
         })
     }
 }
@@ -230,8 +234,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut trial_checked = false;
     let mut backoff = Duration::from_millis(500);
     let mut trimmed = false;
+    let mut software_watch = software::SoftwareWatch::default();
     loop {
-        match cycle(&agent, &mut reported, &mut etag, &mut trial_checked).await {
+        match cycle(&agent, &mut reported, &mut etag, &mut trial_checked, &mut software_watch).await {
             Ok(()) => {
                 backoff = Duration::from_millis(500);
                 if !trimmed {
@@ -259,6 +264,7 @@ async fn cycle(
     reported: &mut Option<Inventory>,
     etag: &mut Option<String>,
     trial_checked: &mut bool,
+    software_watch: &mut software::SoftwareWatch,
 ) -> anyhow::Result<()> {
     let inventory = agent.inventory()?;
     if reported.as_ref() != Some(&inventory) {
@@ -272,6 +278,12 @@ async fn cycle(
         if reported.as_ref() != Some(&agent.inventory()?) {
             return Ok(());
         }
+    }
+    // After the trial check: a new agent must confirm within its grace period, which a slow
+    // `rpm -qa` (up to 60 s) or a first upload of the whole list must not eat into. Advisory
+    // matching only: a failure must not keep the agent from its upgrades; the watch retries it.
+    if let Err(err) = software::report_if_changed(agent, software_watch).await {
+        tracing::warn!("could not report the installed software: {err:#}");
     }
     outbox::flush(&agent.state, &agent.client).await?;
     if let Some(job) = agent.state.read_json::<Job>("job.json")? {

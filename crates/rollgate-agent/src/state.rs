@@ -11,6 +11,7 @@
 //! STATE/outbox.json         reports waiting for the server's acknowledgement
 //! STATE/self-upgrade.json   a self-upgrade on trial (renamed to .confirmed by the new agent,
 //!                           or to .aborted by the old one: whoever renames first wins)
+//! STATE/software.json     the package list the server accepted (see `software`)
 //! STATE/tuf/                the TUF root, tough's datastore, signed release counters
 //!                           (see `signing`)
 //! STATE/downloads/          partial and verified package files

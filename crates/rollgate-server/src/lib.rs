@@ -12,6 +12,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod tls;
 pub mod tuf;
+pub mod vulnerabilities;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

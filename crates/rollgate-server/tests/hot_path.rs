@@ -38,8 +38,8 @@ use rollgate_server::packages::PackageStore;
 use rollgate_server::tls::{PeerCert, PeerIdentity};
 use rollgate_server::{AppState, ServerConfig};
 use rollgate_store::{
-    AdvisoryFilter, AdvisoryRecord, AttemptRecord, CveRow, EndpointRecord, KevRow, MemberRecord, NewSet, PackageRecord,
-    ReportRecord, Result, SetRecord, SqlStore, Store, TickParams,
+    AdvisoryFilter, AdvisoryRecord, AttemptRecord, CveRow, EndpointFacts, EndpointRecord, KevRow, MemberRecord, NewSet,
+    PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange, SqlStore, Store, TickParams,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -207,17 +207,24 @@ impl Store for CountingStore {
         self.inner.list_endpoints().await
     }
 
-    async fn update_inventory(
-        &self,
-        id: &str,
-        hostname: &str,
-        os: &str,
-        labels: &BTreeMap<String, String>,
-        products: &BTreeMap<String, String>,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn update_inventory(&self, id: &str, facts: &EndpointFacts<'_>, now: Timestamp) -> Result<()> {
         self.count("update_inventory");
-        self.inner.update_inventory(id, hostname, os, labels, products, now).await
+        self.inner.update_inventory(id, facts, now).await
+    }
+
+    async fn apply_software(&self, id: &str, change: &SoftwareChange<'_>) -> Result<bool> {
+        self.count("apply_software");
+        self.inner.apply_software(id, change).await
+    }
+
+    async fn endpoint_software(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        self.count("endpoint_software");
+        self.inner.endpoint_software(id).await
+    }
+
+    async fn software_named(&self, names: &[String]) -> Result<Vec<(String, String, String)>> {
+        self.count("software_named");
+        self.inner.software_named(names).await
     }
 
     async fn touch_endpoints(&self, seen: &[(String, Timestamp)]) -> Result<()> {

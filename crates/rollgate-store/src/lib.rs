@@ -12,6 +12,7 @@ use rollgate_core::member::{Applied, Member, MemberError, Outcome};
 use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
 
 pub mod advisories;
+pub mod software;
 pub mod sql;
 
 pub use advisories::{AdvisoryFilter, AdvisoryRecord, CveRow, KevRow};
@@ -61,6 +62,10 @@ pub struct EndpointRecord {
     pub hostname: String,
     /// OS.
     pub os: String,
+    /// os-release `ID`, when the agent reported it.
+    pub os_id: Option<String>,
+    /// os-release `VERSION_ID`, when the agent reported it.
+    pub os_version: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Installed managed products.
@@ -73,6 +78,38 @@ pub struct EndpointRecord {
     pub enrolled_at: Timestamp,
     /// When it last talked to the server.
     pub last_seen: Option<Timestamp>,
+}
+
+/// What an agent reports of its endpoint (`PUT /v1/agent/inventory`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointFacts<'a> {
+    /// Host name.
+    pub hostname: &'a str,
+    /// OS description.
+    pub os: &'a str,
+    /// os-release `ID`.
+    pub os_id: Option<&'a str>,
+    /// os-release `VERSION_ID`.
+    pub os_version: Option<&'a str>,
+    /// Labels.
+    pub labels: &'a BTreeMap<String, String>,
+    /// Managed products.
+    pub products: &'a BTreeMap<String, String>,
+}
+
+/// A change to an endpoint's installed software list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoftwareChange<'a> {
+    /// Digest of the list the change applies to; None replaces the whole list.
+    pub base: Option<&'a str>,
+    /// Digest of the list once applied (the agent computed it; stored as given).
+    pub digest: &'a str,
+    /// `dpkg` or `rpm`.
+    pub source: &'a str,
+    /// Added or changed: name -> version.
+    pub upsert: &'a BTreeMap<String, String>,
+    /// Removed names.
+    pub remove: &'a [String],
 }
 
 /// A stored package (the bytes live in the package store, named by `sha256`).
@@ -291,15 +328,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every endpoint, by id.
     async fn list_endpoints(&self) -> Result<Vec<EndpointRecord>>;
     /// Replaces what the endpoint reported about itself.
-    async fn update_inventory(
-        &self,
-        id: &str,
-        hostname: &str,
-        os: &str,
-        labels: &BTreeMap<String, String>,
-        products: &BTreeMap<String, String>,
-        now: Timestamp,
-    ) -> Result<()>;
+    async fn update_inventory(&self, id: &str, facts: &EndpointFacts<'_>, now: Timestamp) -> Result<()>;
+    /// Applies a change to the endpoint's software list in one transaction; returns false (and
+    /// changes nothing) when `change.base` is not the digest of the stored list.
+    async fn apply_software(&self, id: &str, change: &SoftwareChange<'_>) -> Result<bool>;
+    /// The stored software list of an endpoint.
+    async fn endpoint_software(&self, id: &str) -> Result<BTreeMap<String, String>>;
+    /// Every installed package named in `names` (lower-case), as (endpoint id, name, version).
+    async fn software_named(&self, names: &[String]) -> Result<Vec<(String, String, String)>>;
     /// Records in one transaction when each of these endpoints last talked to the server
     /// (batched by the server so that polls do not write); `last_seen` never moves backwards,
     /// and unknown ids are ignored.

@@ -637,6 +637,8 @@ fn endpoint_from_row(row: &AnyRow) -> Result<EndpointRecord> {
         id: row.try_get("id")?,
         hostname: row.try_get("hostname")?,
         os: row.try_get("os")?,
+        os_id: row.try_get("os_id")?,
+        os_version: row.try_get("os_version")?,
         labels: json_map(row.try_get("labels")?)?,
         products: json_map(row.try_get("products")?)?,
         cert_fingerprint: row.try_get("cert_fingerprint")?,
@@ -755,6 +757,18 @@ async fn save_set_state(
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn apply_software(&self, id: &str, change: &SoftwareChange<'_>) -> Result<bool> {
+        crate::software::apply(&self.writer, id, change).await
+    }
+
+    async fn endpoint_software(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        crate::software::of_endpoint(&self.reader, id).await
+    }
+
+    async fn software_named(&self, names: &[String]) -> Result<Vec<(String, String, String)>> {
+        crate::software::named(&self.reader, names).await
+    }
+
     async fn import_advisory(&self, advisory: &AdvisoryRecord) -> Result<rollgate_core::revision::Outcome> {
         crate::advisories::import_advisory(&self.writer, advisory).await
     }
@@ -980,24 +994,18 @@ impl Store for SqlStore {
         rows.iter().map(endpoint_from_row).collect()
     }
 
-    async fn update_inventory(
-        &self,
-        id: &str,
-        hostname: &str,
-        os: &str,
-        labels: &BTreeMap<String, String>,
-        products: &BTreeMap<String, String>,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn update_inventory(&self, id: &str, f: &EndpointFacts<'_>, now: Timestamp) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE endpoints SET hostname = $1, os = $2, labels = $3, products = $4, last_seen = CASE WHEN last_seen IS NULL OR last_seen < $5 THEN $5 ELSE last_seen END WHERE id = $6",
+            "UPDATE endpoints SET hostname = $1, os = $2, labels = $3, products = $4, last_seen = CASE WHEN last_seen IS NULL OR last_seen < $5 THEN $5 ELSE last_seen END, os_id = $7, os_version = $8 WHERE id = $6",
         )
-            .bind(hostname)
-            .bind(os)
-            .bind(to_json(labels))
-            .bind(to_json(products))
+            .bind(f.hostname)
+            .bind(f.os)
+            .bind(to_json(f.labels))
+            .bind(to_json(f.products))
             .bind(ms(now))
             .bind(id)
+            .bind(f.os_id)
+            .bind(f.os_version)
             .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {

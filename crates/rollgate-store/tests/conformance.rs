@@ -134,11 +134,23 @@ pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// An endpoint as it enrolls: never seen, nothing installed.
+/// Inventory facts without os-release fields.
+pub fn facts<'a>(
+    hostname: &'a str,
+    os: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    products: &'a BTreeMap<String, String>,
+) -> rollgate_store::EndpointFacts<'a> {
+    rollgate_store::EndpointFacts { hostname, os, os_id: None, os_version: None, labels, products }
+}
+
 pub fn endpoint(id: &str) -> EndpointRecord {
     EndpointRecord {
         id: id.to_string(),
         hostname: format!("{id}.example.net"),
         os: "linux".to_string(),
+        os_id: None,
+        os_version: None,
         labels: map(&[("site", "hq")]),
         products: BTreeMap::new(),
         cert_fingerprint: format!("fp-{id}"),
@@ -168,7 +180,8 @@ pub async fn online_endpoints(s: &dyn Store, ids: &[&str]) {
 /// Sets what `id` has installed of [`PRODUCT`] (and marks it seen at `now`).
 pub async fn install(s: &dyn Store, id: &str, version: &str, now: Timestamp) {
     let e = s.get_endpoint(id).await.unwrap();
-    s.update_inventory(id, &e.hostname, &e.os, &e.labels, &map(&[(PRODUCT, version)]), now).await.unwrap();
+    let products = map(&[(PRODUCT, version)]);
+    s.update_inventory(id, &facts(&e.hostname, &e.os, &e.labels, &products), now).await.unwrap();
 }
 
 /// A package record with a SHA derived from its name.

@@ -72,6 +72,47 @@ pub struct Inventory {
     /// Managed products and their installed versions, the agent itself included.
     #[serde(default)]
     pub products: BTreeMap<String, String>,
+    /// os-release `ID` (`debian`, `ubuntu`, `rhel`), for matching advisories to platforms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_id: Option<String>,
+    /// os-release `VERSION_ID` (`12`, `22.04`, `7.6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+}
+
+/// `POST /v1/agent/software`: the endpoint's installed software (dpkg or rpm packages) as a
+/// change to the list the server last accepted, so that a poll never carries the whole list.
+/// The server refuses (409 `software_base_mismatch`) a change whose `base` is not the digest
+/// of the list it holds; the agent then sends the whole list (`base` None).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SoftwareDelta {
+    /// [`software_digest`] of the list this change applies to; None: replace the whole list.
+    pub base: Option<String>,
+    /// [`software_digest`] of the list once the change is applied.
+    pub digest: String,
+    /// Where the list comes from: `dpkg`, `rpm`.
+    pub source: String,
+    /// Packages added or at a new version: name -> version.
+    #[serde(default)]
+    pub upsert: BTreeMap<String, String>,
+    /// Packages removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// The digest both sides compute of a software list: SHA-256 over `name\tversion\n` lines in
+/// name order, lower-case hex.
+pub fn software_digest(software: &BTreeMap<String, String>) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for (name, version) in software {
+        hasher.update(name.as_bytes());
+        hasher.update(b"\t");
+        hasher.update(version.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// `GET /v1/agent/work`: the endpoint's current assignment, if any.
@@ -366,6 +407,34 @@ pub struct EndpointDetail {
     pub enrolled_at: String,
     /// One entry per attempt, oldest first.
     pub history: Vec<AttemptView>,
+    /// os-release `ID` and `VERSION_ID`, when reported.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Installed distribution packages known to the server.
+    #[serde(default)]
+    pub packages: usize,
+    /// Advisories that affect it now, most severe first.
+    #[serde(default)]
+    pub vulnerabilities: Vec<OpenAdvisory>,
+}
+
+/// An advisory affecting an endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OpenAdvisory {
+    /// Publisher.
+    pub publisher: String,
+    /// Advisory id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// The publisher's rating.
+    pub rating: Option<String>,
+    /// Highest CVSS base score.
+    pub max_score: Option<f64>,
+    /// CVEs.
+    pub cves: Vec<String>,
+    /// What is installed that it names, and the fix (see `rollgate_advisories::matching::Finding`).
+    pub findings: Vec<serde_json::Value>,
 }
 
 /// One attempt of one endpoint in one set.
@@ -390,4 +459,84 @@ pub struct AttemptView {
     pub outcome: String,
     /// Why.
     pub reason: Option<String>,
+}
+
+/// Answer to `POST /v1/advisories` (one document).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AdvisoryImport {
+    /// `csaf`, `osv`, `cvrf`, `cve5`, `nvd`, `kev`.
+    pub format: String,
+    /// What each record of the document did.
+    pub items: Vec<ImportedItem>,
+}
+
+/// One record of an imported document.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportedItem {
+    /// Advisory or CVE id.
+    pub id: String,
+    /// `new`, `updated`, `unchanged`, `older` (see `rollgate_core::revision`).
+    pub outcome: String,
+}
+
+/// An advisory as listed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AdvisorySummary {
+    /// Publisher.
+    pub publisher: String,
+    /// The publisher's id.
+    pub id: String,
+    /// Format it came in.
+    pub format: String,
+    /// Title.
+    pub title: String,
+    /// First published, RFC 3339.
+    pub published: Option<String>,
+    /// Last updated, RFC 3339.
+    pub updated: Option<String>,
+    /// The publisher's rating.
+    pub rating: Option<String>,
+    /// Highest CVSS base score.
+    pub max_score: Option<f64>,
+    /// CVEs (and other vulnerability ids).
+    pub cves: Vec<String>,
+    /// Exploited in the wild: the advisory says so, or CISA's KEV catalog lists one of its CVEs.
+    pub known_exploited: bool,
+}
+
+/// `GET /v1/advisories/{id}`: each advisory with that id.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AdvisoryDetail {
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: AdvisorySummary,
+    /// The normalized advisory (see `rollgate_advisories::Advisory`).
+    pub document: serde_json::Value,
+    /// KEV facts of its CVEs, by CVE.
+    pub kev: BTreeMap<String, KevView>,
+    /// With `?affected=true`: the endpoints it affects now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affected: Option<Vec<AffectedEndpoint>>,
+}
+
+/// CISA's KEV facts of a CVE.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KevView {
+    /// Added to the catalog.
+    pub date_added: String,
+    /// Remediation due.
+    pub due_date: Option<String>,
+    /// Known use in ransomware.
+    pub ransomware: Option<String>,
+}
+
+/// An endpoint an advisory affects, and why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AffectedEndpoint {
+    /// Endpoint id.
+    pub endpoint: String,
+    /// Host name.
+    pub hostname: String,
+    /// What is installed there that the advisory names.
+    pub findings: Vec<serde_json::Value>,
 }

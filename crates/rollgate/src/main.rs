@@ -1,6 +1,7 @@
 //! The `rollgate` binary: one executable for the server, the agent, the management commands
 //! and the demo. Parsing lives here; each subcommand's work lives in its own crate or module.
 
+mod advisories;
 mod demo;
 mod keys;
 mod manage;
@@ -43,6 +44,9 @@ enum Command {
     /// Signing keys of the update repository (TUF).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Security advisories: import, list, and the endpoints they affect.
+    #[command(subcommand)]
+    Advisories(advisories::AdvisoriesCommand),
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Endpoints(c) => manage::endpoints(c).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Keys(c) => keys::run(c).await,
+        Command::Advisories(c) => advisories::run(c).await,
     }
 }
 

@@ -113,6 +113,35 @@ impl Api {
         self.send(self.http.put(format!("{}{path}", self.base)).body(bytes)).await
     }
 
+    /// POST raw bytes, read JSON; the server's refusal of this request (a 4xx answer) comes back
+    /// as `Err((code, message))` so that the caller can go on with its next item.
+    pub async fn post_bytes_or_refusal<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Result<T, (String, String)>> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| format!("could not reach the server at {}", self.base))?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED {
+            if let Ok(e) = serde_json::from_slice::<ErrorBody>(&body) {
+                return Ok(Err((e.error.code, e.error.message)));
+            }
+        }
+        if !status.is_success() {
+            bail!("{} (HTTP {})", String::from_utf8_lossy(&body), status.as_u16());
+        }
+        Ok(Ok(serde_json::from_slice(&body)
+            .with_context(|| format!("unexpected answer from the server: {}", String::from_utf8_lossy(&body)))?))
+    }
+
     /// POST JSON, read JSON.
     pub async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
@@ -575,6 +604,31 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
             println!("labels: {}", labels.join(", "));
             for (p, v) in &e.endpoint.products {
                 println!("installed: {p} {v}");
+            }
+            println!("platform: {}, {} packages known", e.platform.as_deref().unwrap_or("not reported"), e.packages);
+            if e.vulnerabilities.is_empty() {
+                println!("open vulnerabilities: none known");
+            } else {
+                println!("open vulnerabilities:");
+                let rows = e
+                    .vulnerabilities
+                    .iter()
+                    .flat_map(|v| {
+                        v.findings.iter().map(move |f| {
+                            let text = |k: &str| f.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                            vec![
+                                v.id.clone(),
+                                v.rating.clone().unwrap_or_default(),
+                                v.max_score.map(|s| format!("{s:.1}")).unwrap_or_default(),
+                                text("software"),
+                                text("installed_version"),
+                                text("fixed_version"),
+                                v.cves.join(" "),
+                            ]
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["ADVISORY", "RATING", "CVSS", "SOFTWARE", "INSTALLED", "FIXED IN", "CVES"], &rows);
             }
             let rows = e
                 .history

@@ -11,9 +11,10 @@ use jiff::Timestamp;
 use rand::RngCore;
 use rollgate_core::member::Outcome;
 use rollgate_core::selector::parse_label;
-use rollgate_store::{EndpointRecord, ReportKindRecord, ReportRecord, StoreError};
+use rollgate_store::{EndpointFacts, EndpointRecord, ReportKindRecord, ReportRecord, SoftwareChange, StoreError};
 use rollgate_wire::{
     BatchEndpoint, BatchEnroll, BatchEnrolled, EnrollRequest, EnrollResponse, Inventory, Report, ReportAck, ReportKind,
+    SoftwareDelta,
 };
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -97,6 +98,8 @@ fn sign_batch(
                     id: id.clone(),
                     hostname: format!("{}-{n:07}", req.hostname_prefix),
                     os: "unknown".into(),
+                    os_id: None,
+                    os_version: None,
                     labels: req.labels.clone(),
                     products: Default::default(),
                     cert_fingerprint: cert.fingerprint_sha256,
@@ -198,6 +201,8 @@ pub async fn enroll(
         id: endpoint_id.clone(),
         hostname: req.hostname,
         os: req.os,
+        os_id: None,
+        os_version: None,
         labels: req.labels,
         products: Default::default(),
         cert_fingerprint: fingerprint,
@@ -235,9 +240,68 @@ pub async fn inventory(
         validate_product(product)?;
         rollgate_core::version::validate(version).map_err(ApiError::bad_request)?;
     }
-    state.store.update_inventory(&id, &inv.hostname, &inv.os, &inv.labels, &inv.products, now_ms()).await?;
+    for fact in [&inv.os_id, &inv.os_version].into_iter().flatten() {
+        validate_os_fact(fact)?;
+    }
+    let facts = EndpointFacts {
+        hostname: &inv.hostname,
+        os: &inv.os,
+        os_id: inv.os_id.as_deref(),
+        os_version: inv.os_version.as_deref(),
+        labels: &inv.labels,
+        products: &inv.products,
+    };
+    state.store.update_inventory(&id, &facts, now_ms()).await?;
     // Inventory decides eligibility; let the scheduler look again.
     state.wake_scheduler.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An os-release value: short, printable.
+fn validate_os_fact(value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 64 || !value.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::bad_request("os_id and os_version must be 1 to 64 printable ASCII characters"));
+    }
+    Ok(())
+}
+
+/// Most packages one endpoint may report (a large distribution install has about 5,000).
+const MAX_SOFTWARE: usize = 100_000;
+/// Largest software report body: the whole list of `MAX_SOFTWARE` packages fits.
+pub const MAX_SOFTWARE_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// `POST /v1/agent/software`: a change to the endpoint's installed package list.
+pub async fn software(
+    State(state): State<AppState>,
+    AgentId(id): AgentId,
+    JsonBody(delta): JsonBody<SoftwareDelta>,
+) -> Result<StatusCode, ApiError> {
+    if delta.upsert.len() + delta.remove.len() > MAX_SOFTWARE {
+        return Err(ApiError::bad_request(format!("too many packages: at most {MAX_SOFTWARE}")));
+    }
+    if !matches!(delta.source.as_str(), "dpkg" | "rpm") {
+        return Err(ApiError::bad_request("source must be dpkg or rpm"));
+    }
+    let names = delta.upsert.iter().flat_map(|(n, v)| [n, v]).chain(&delta.remove);
+    if names.into_iter().any(|t| t.is_empty() || t.len() > 256 || t.chars().any(char::is_control)) {
+        return Err(ApiError::bad_request(
+            "package names and versions must be 1 to 256 characters, no control characters",
+        ));
+    }
+    let change = SoftwareChange {
+        base: delta.base.as_deref(),
+        digest: &delta.digest,
+        source: &delta.source,
+        upsert: &delta.upsert,
+        remove: &delta.remove,
+    };
+    if !state.store.apply_software(&id, &change).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "software_base_mismatch",
+            "the server holds another list than this change was made from: send the whole list",
+        ));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,8 +12,8 @@ use rollgate_core::set::SetEvent;
 use rollgate_core::window::Window;
 use rollgate_store::{NewSet, PackageRecord, SetRecord, StoreError};
 use rollgate_wire::{
-    AttemptView, CreateEnrollToken, CreateSet, EndpointDetail, EndpointView, EnrollTokenCreated, PackageInfo,
-    SetCounts, SetEndpointView, SetView,
+    AttemptView, CreateEnrollToken, CreateSet, EndpointDetail, EndpointView, EnrollTokenCreated, OpenAdvisory,
+    PackageInfo, SetCounts, SetEndpointView, SetView,
 };
 use serde::Deserialize;
 
@@ -334,5 +334,31 @@ pub async fn show_endpoint(
             reason: a.reason,
         })
         .collect();
-    Ok(Json(EndpointDetail { endpoint: endpoint_view(endpoint), enrolled_at, history }))
+    let packages = state.store.endpoint_software(&id).await?.len();
+    let mut vulnerabilities: Vec<OpenAdvisory> = crate::vulnerabilities::open_for(&*state.store, &endpoint)
+        .await?
+        .into_iter()
+        .map(|(a, found)| OpenAdvisory {
+            publisher: a.publisher.clone(),
+            max_score: a.max_score(),
+            cves: a.vulnerability_ids(),
+            findings: found.iter().filter_map(|f| serde_json::to_value(f).ok()).collect(),
+            id: a.id,
+            title: a.title,
+            rating: a.rating,
+        })
+        .collect();
+    vulnerabilities.sort_by(|a, b| b.max_score.partial_cmp(&a.max_score).unwrap_or(std::cmp::Ordering::Equal));
+    let platform = endpoint.os_id.as_ref().map(|id| match &endpoint.os_version {
+        Some(version) => format!("{id} {version}"),
+        None => id.clone(),
+    });
+    Ok(Json(EndpointDetail {
+        endpoint: endpoint_view(endpoint),
+        enrolled_at,
+        history,
+        platform,
+        packages,
+        vulnerabilities,
+    }))
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, the one error type, and the extractors that check who is calling.
 
+mod advisories;
 mod agent;
 mod manage;
 mod tuf;
@@ -24,6 +25,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/enroll", post(agent::enroll))
         .route("/v1/agent/work", get(agent::work))
         .route("/v1/agent/inventory", put(agent::inventory))
+        .route(
+            "/v1/agent/software",
+            post(agent::software).layer(axum::extract::DefaultBodyLimit::max(agent::MAX_SOFTWARE_BODY_BYTES)),
+        )
+        .route(
+            "/v1/advisories",
+            get(advisories::list)
+                .post(advisories::import)
+                .layer(axum::extract::DefaultBodyLimit::max(advisories::MAX_DOCUMENT_BYTES)),
+        )
+        .route("/v1/advisories/{id}", get(advisories::show))
         .route("/v1/agent/reports", post(agent::report))
         .route("/v1/agent/packages/{sha256}", get(agent::download))
         .route("/v1/enroll-tokens", post(manage::create_enroll_token))

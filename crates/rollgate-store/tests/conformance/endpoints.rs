@@ -31,11 +31,18 @@ async fn update_inventory_replaces_labels_and_products() {
 
         let labels = map(&[("site", "branch-7")]);
         let products = map(&[("agent", "1.5.0")]);
-        s.update_inventory("ep-1", "renamed", "linux-6.8", &labels, &products, t(50)).await.unwrap();
+        let facts = rollgate_store::EndpointFacts {
+            os_id: Some("debian"),
+            os_version: Some("12"),
+            ..crate::facts("renamed", "linux-6.8", &labels, &products)
+        };
+        s.update_inventory("ep-1", &facts, t(50)).await.unwrap();
 
         let expected = rollgate_store::EndpointRecord {
             hostname: "renamed".to_string(),
             os: "linux-6.8".to_string(),
+            os_id: Some("debian".into()),
+            os_version: Some("12".into()),
             // Replaced, not merged: `ring` and `db` are gone.
             labels,
             products,
@@ -52,7 +59,8 @@ async fn unknown_endpoint_is_not_found() {
         let s = b.start("unknown_endpoint_is_not_found");
         let err = s.get_endpoint("ghost").await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-        let err = s.update_inventory("ghost", "h", "linux", &map(&[]), &map(&[]), t(1)).await.unwrap_err();
+        let err =
+            s.update_inventory("ghost", &crate::facts("h", "linux", &map(&[]), &map(&[])), t(1)).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
         assert!(s.list_endpoints().await.unwrap().is_empty(), "updating an unknown endpoint must not create it");
     }
@@ -113,9 +121,55 @@ async fn update_inventory_never_moves_last_seen_backwards() {
         let s = b.start("update_inventory_never_moves_last_seen_backwards");
         enroll_all(s, &["ep-1"]).await;
         s.touch_endpoint("ep-1", t(100)).await.unwrap();
-        s.update_inventory("ep-1", "h", "linux", &map(&[]), &map(&[]), t(40)).await.unwrap();
+        s.update_inventory("ep-1", &crate::facts("h", "linux", &map(&[]), &map(&[])), t(40)).await.unwrap();
         let e = s.get_endpoint("ep-1").await.unwrap();
         assert_eq!(e.hostname, "h", "the inventory itself is replaced");
         assert_eq!(e.last_seen, Some(t(100)));
+    }
+}
+
+#[tokio::test]
+async fn software_lists_change_only_on_top_of_the_list_they_were_computed_from() {
+    for b in backends().await {
+        let s = b.start("software_lists_change_only_on_top_of_the_list_they_were_computed_from");
+        s.enroll_batch(&[endpoint("ep-1"), endpoint("ep-2")]).await.unwrap();
+        let full = map(&[("nginx", "1.2.1-2.2+wheezy2"), ("libssl3", "3.0.2-0ubuntu1.16"), ("NetworkManager", "1.42")]);
+        let change = |base, digest, upsert, remove| rollgate_store::SoftwareChange {
+            base,
+            digest,
+            source: "dpkg",
+            upsert,
+            remove,
+        };
+        assert!(s.apply_software("ep-1", &change(None, "d1", &full, &[])).await.unwrap());
+        assert_eq!(s.endpoint_software("ep-1").await.unwrap(), full);
+
+        // A delta on the wrong base changes nothing.
+        let upgraded = map(&[("nginx", "1.2.1-2.2+wheezy3")]);
+        assert!(!s.apply_software("ep-1", &change(Some("d0"), "d2", &upgraded, &[])).await.unwrap());
+        assert_eq!(s.endpoint_software("ep-1").await.unwrap(), full);
+        // On the right base: upgraded and removed.
+        let removed = vec!["libssl3".to_string()];
+        assert!(s.apply_software("ep-1", &change(Some("d1"), "d2", &upgraded, &removed)).await.unwrap());
+        let now = map(&[("nginx", "1.2.1-2.2+wheezy3"), ("NetworkManager", "1.42")]);
+        assert_eq!(s.endpoint_software("ep-1").await.unwrap(), now);
+        // The same delta again is refused: its base is gone.
+        assert!(!s.apply_software("ep-1", &change(Some("d1"), "d2", &upgraded, &removed)).await.unwrap());
+        // A whole list replaces everything.
+        let other = map(&[("nginx", "1.22")]);
+        assert!(s.apply_software("ep-2", &change(None, "e1", &other, &[])).await.unwrap());
+
+        let named = s.software_named(&["nginx".into(), "networkmanager".into()]).await.unwrap();
+        let expected =
+            [("ep-1", "NetworkManager", "1.42"), ("ep-1", "nginx", "1.2.1-2.2+wheezy3"), ("ep-2", "nginx", "1.22")];
+        let expected: Vec<(String, String, String)> =
+            expected.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+        assert_eq!(named, expected);
+        assert!(s.apply_software("ghost", &change(None, "x", &other, &[])).await.is_err());
+        // Many packages at once (more than one multi-row insert).
+        let many: std::collections::BTreeMap<String, String> =
+            (0..450).map(|i| (format!("pkg{i:03}"), format!("1.{i}"))).collect();
+        assert!(s.apply_software("ep-2", &change(None, "e2", &many, &[])).await.unwrap());
+        assert_eq!(s.endpoint_software("ep-2").await.unwrap(), many);
     }
 }

@@ -97,7 +97,8 @@ async fn an_endpoint_is_found_by_its_key_and_reissued_without_taking_a_use() {
         assert!(matches!(s.reissue("tok", "ep-9", "fp-3", t(3)).await, Err(StoreError::NotFound(_))));
         // Once the endpoint has reported over mutual TLS it is in use: its certificate stays.
         let products = [("rollgate-agent".to_string(), "0.1.0".to_string())].into();
-        s.update_inventory("ep-1", "h", "os", &Default::default(), &products, t(3)).await.unwrap();
+        let labels = Default::default();
+        s.update_inventory("ep-1", &crate::facts("h", "os", &labels, &products), t(3)).await.unwrap();
         assert!(matches!(s.reissue("tok", "ep-1", "fp-4", t(4)).await, Err(StoreError::Conflict(_))));
         assert_eq!(s.get_endpoint("ep-1").await.unwrap().cert_fingerprint, "fp-2");
         // The same key cannot make a second endpoint.

@@ -99,7 +99,7 @@ impl<'a> Campaign<'a> {
                 0..=11 => install(s, id, FROM, t(0)).await,
                 12..=14 => install(s, id, TARGET, t(0)).await,
                 15..=16 => install(s, id, "3.0.0", t(0)).await,
-                _ => s.update_inventory(id, "host", "linux", &map(&[]), &map(&[]), t(0)).await.unwrap(),
+                _ => s.update_inventory(id, &crate::facts("host", "linux", &map(&[]), &map(&[])), t(0)).await.unwrap(),
             }
         }
         let mut sets = Vec::new();

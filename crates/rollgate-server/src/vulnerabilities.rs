@@ -1,0 +1,62 @@
+//! Which endpoints an advisory affects, and which advisories affect an endpoint: stored
+//! inventories (platform facts, distribution packages, managed products) put through
+//! `rollgate_advisories::matching` (pure) here, in the shell.
+
+use std::collections::BTreeMap;
+
+use rollgate_advisories::matching::{findings, Finding, Inventory};
+use rollgate_advisories::Advisory;
+use rollgate_store::{EndpointRecord, Store};
+use rollgate_wire::AffectedEndpoint;
+
+/// An endpoint's installed software: its packages and the products Rollgate manages there.
+fn software_of(endpoint: &EndpointRecord, packages: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut software = packages;
+    for (product, version) in &endpoint.products {
+        software.entry(product.clone()).or_insert_with(|| version.clone());
+    }
+    software
+}
+
+fn findings_for(advisory: &Advisory, endpoint: &EndpointRecord, software: &BTreeMap<String, String>) -> Vec<Finding> {
+    let inventory =
+        Inventory { os_id: endpoint.os_id.as_deref(), os_version: endpoint.os_version.as_deref(), software };
+    findings(advisory, &inventory)
+}
+
+/// The endpoints `advisory` affects now.
+pub async fn affected_endpoints(store: &dyn Store, advisory: &Advisory) -> anyhow::Result<Vec<AffectedEndpoint>> {
+    let mut packages: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (endpoint, name, version) in store.software_named(&advisory.product_names()).await? {
+        packages.entry(endpoint).or_default().insert(name, version);
+    }
+    let mut affected = Vec::new();
+    for endpoint in store.list_endpoints().await? {
+        let software = software_of(&endpoint, packages.remove(&endpoint.id).unwrap_or_default());
+        let found = findings_for(advisory, &endpoint, &software);
+        if !found.is_empty() {
+            affected.push(AffectedEndpoint {
+                endpoint: endpoint.id.clone(),
+                hostname: endpoint.hostname.clone(),
+                findings: found.iter().filter_map(|f| serde_json::to_value(f).ok()).collect(),
+            });
+        }
+    }
+    Ok(affected)
+}
+
+/// The advisories that affect `endpoint` now, each with its findings.
+pub async fn open_for(store: &dyn Store, endpoint: &EndpointRecord) -> anyhow::Result<Vec<(Advisory, Vec<Finding>)>> {
+    let software = software_of(endpoint, store.endpoint_software(&endpoint.id).await?);
+    let names: Vec<String> = software.keys().map(|n| n.to_lowercase()).collect();
+    let mut open = Vec::new();
+    for record in store.advisories_naming(&names).await? {
+        let advisory: Advisory = serde_json::from_str(&record.document)
+            .map_err(|e| anyhow::anyhow!("stored advisory {} is damaged: {e}", record.id))?;
+        let found = findings_for(&advisory, endpoint, &software);
+        if !found.is_empty() {
+            open.push((advisory, found));
+        }
+    }
+    Ok(open)
+}
