@@ -16,13 +16,28 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
-use rollgate_wire::{software_digest, SoftwareDelta};
+use rollgate_wire::SoftwareDelta;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::client::{ApiFailure, Client};
 use crate::state::StateDir;
 use crate::Agent;
+
+/// The digest of a software list, by which a delta names the list it applies to: SHA-256 over
+/// `name\tversion\n` lines in name order, lower-case hex. Only the agent computes it; the
+/// server stores and compares it.
+pub fn software_digest(software: &BTreeMap<String, String>) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for (name, version) in software {
+        hasher.update(name.as_bytes());
+        hasher.update(b"\t");
+        hasher.update(version.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
 
 /// dpkg's database of installed packages (Debian, Ubuntu and their derivatives).
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use rollgate_agent::client::Client;
+use rollgate_agent::software::software_digest;
 use rollgate_agent::software::{delta, parse_dpkg_status, parse_rpm_query, report, scan, Acknowledged};
 use rollgate_agent::state::StateDir;
-use rollgate_wire::{software_digest, SoftwareDelta};
+use rollgate_wire::SoftwareDelta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Paragraphs as dpkg writes them (copied from a Debian 12 system), plus the states and

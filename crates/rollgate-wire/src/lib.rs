@@ -87,9 +87,10 @@ pub struct Inventory {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SoftwareDelta {
-    /// [`software_digest`] of the list this change applies to; None: replace the whole list.
+    /// Digest of the list this change applies to (the agent's; opaque to the server, which
+    /// only compares it with the one it stored); None: replace the whole list.
     pub base: Option<String>,
-    /// [`software_digest`] of the list once the change is applied.
+    /// Digest of the list once the change is applied.
     pub digest: String,
     /// Where the list comes from: `dpkg`, `rpm`.
     pub source: String,
@@ -99,20 +100,6 @@ pub struct SoftwareDelta {
     /// Packages removed.
     #[serde(default)]
     pub remove: Vec<String>,
-}
-
-/// The digest both sides compute of a software list: SHA-256 over `name\tversion\n` lines in
-/// name order, lower-case hex.
-pub fn software_digest(software: &BTreeMap<String, String>) -> String {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    for (name, version) in software {
-        hasher.update(name.as_bytes());
-        hasher.update(b"\t");
-        hasher.update(version.as_bytes());
-        hasher.update(b"\n");
-    }
-    hex::encode(hasher.finalize())
 }
 
 /// `GET /v1/agent/work`: the endpoint's current assignment, if any.
