@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod feeds;
 pub mod hot;
 pub mod packages;
 pub mod scheduler;
@@ -160,6 +161,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(scheduler::follow_other_replicas(state.clone()));
     tokio::spawn(tuf::renew_timestamps(state.clone()));
+    tokio::spawn(feeds::poll_feeds(state.clone()));
     let app = api::router(state);
     tls::serve(listener, boot.tls_config, app).await
 }

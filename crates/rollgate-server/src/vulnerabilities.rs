@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use rollgate_advisories::matching::{findings, Finding, Inventory};
-use rollgate_advisories::Advisory;
+use rollgate_advisories::matching::{cve_findings, findings, Finding, Inventory};
+use rollgate_advisories::{Advisory, CveRecord};
 use rollgate_store::{EndpointRecord, Store};
 use rollgate_wire::AffectedEndpoint;
 
@@ -26,14 +26,39 @@ fn findings_for(advisory: &Advisory, endpoint: &EndpointRecord, software: &BTree
 
 /// The endpoints `advisory` affects now.
 pub async fn affected_endpoints(store: &dyn Store, advisory: &Advisory) -> anyhow::Result<Vec<AffectedEndpoint>> {
+    affected_by(store, &advisory.product_names(), |endpoint, software| findings_for(advisory, endpoint, software)).await
+}
+
+/// The endpoints a CVE record's affected products match now.
+pub async fn affected_by_cve(store: &dyn Store, record: &CveRecord) -> anyhow::Result<Vec<AffectedEndpoint>> {
+    let names: Vec<String> = record
+        .affected
+        .iter()
+        .flat_map(|a| std::iter::once(&a.product).chain(&a.package_names))
+        .map(|n| n.to_lowercase())
+        .collect();
+    affected_by(store, &names, |endpoint, software| {
+        let inventory =
+            Inventory { os_id: endpoint.os_id.as_deref(), os_version: endpoint.os_version.as_deref(), software };
+        cve_findings(record, &inventory)
+    })
+    .await
+}
+
+/// Every endpoint for which `find` gives findings, over the packages named in `names`.
+async fn affected_by(
+    store: &dyn Store,
+    names: &[String],
+    find: impl Fn(&EndpointRecord, &BTreeMap<String, String>) -> Vec<Finding>,
+) -> anyhow::Result<Vec<AffectedEndpoint>> {
     let mut packages: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (endpoint, name, version) in store.software_named(&advisory.product_names()).await? {
+    for (endpoint, name, version) in store.software_named(names).await? {
         packages.entry(endpoint).or_default().insert(name, version);
     }
     let mut affected = Vec::new();
     for endpoint in store.list_endpoints().await? {
         let software = software_of(&endpoint, packages.remove(&endpoint.id).unwrap_or_default());
-        let found = findings_for(advisory, &endpoint, &software);
+        let found = find(&endpoint, &software);
         if !found.is_empty() {
             affected.push(AffectedEndpoint {
                 endpoint: endpoint.id.clone(),

@@ -38,8 +38,9 @@ use rollgate_server::packages::PackageStore;
 use rollgate_server::tls::{PeerCert, PeerIdentity};
 use rollgate_server::{AppState, ServerConfig};
 use rollgate_store::{
-    AdvisoryFilter, AdvisoryRecord, AttemptRecord, CveRow, EndpointFacts, EndpointRecord, KevRow, MemberRecord, NewSet,
-    PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange, SqlStore, Store, TickParams,
+    AdvisoryFilter, AdvisoryRecord, AttemptRecord, CveRow, EndpointFacts, EndpointRecord, FeedFile, FeedRecord,
+    FeedRun, KevRow, MemberRecord, NewSet, PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange, SqlStore,
+    Store, TickParams,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -100,6 +101,46 @@ impl CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
+    async fn create_feed(&self, feed: &FeedRecord) -> Result<()> {
+        self.count("create_feed");
+        self.inner.create_feed(feed).await
+    }
+
+    async fn list_feeds(&self) -> Result<Vec<FeedRecord>> {
+        self.count("list_feeds");
+        self.inner.list_feeds().await
+    }
+
+    async fn get_feed(&self, name: &str) -> Result<FeedRecord> {
+        self.count("get_feed");
+        self.inner.get_feed(name).await
+    }
+
+    async fn schedule_feed(&self, name: &str, at: Timestamp) -> Result<()> {
+        self.count("schedule_feed");
+        self.inner.schedule_feed(name, at).await
+    }
+
+    async fn feed_file(&self, feed: &str, url: &str) -> Result<Option<FeedFile>> {
+        self.count("feed_file");
+        self.inner.feed_file(feed, url).await
+    }
+
+    async fn put_feed_file(&self, feed: &str, url: &str, file: &FeedFile) -> Result<()> {
+        self.count("put_feed_file");
+        self.inner.put_feed_file(feed, url, file).await
+    }
+
+    async fn record_feed_run(&self, run: &FeedRun) -> Result<()> {
+        self.count("record_feed_run");
+        self.inner.record_feed_run(run).await
+    }
+
+    async fn feed_runs(&self, feed: &str, limit: u32) -> Result<Vec<FeedRun>> {
+        self.count("feed_runs");
+        self.inner.feed_runs(feed, limit).await
+    }
+
     async fn import_advisory(&self, advisory: &AdvisoryRecord) -> Result<rollgate_core::revision::Outcome> {
         self.count("import_advisory");
         self.inner.import_advisory(advisory).await

@@ -51,6 +51,8 @@ pub struct AdvisoryFilter {
     pub product: Option<String>,
     /// Only advisories updated (or, lacking an update time, published) at or after this.
     pub since: Option<Timestamp>,
+    /// Only advisories naming this CVE.
+    pub cve: Option<String>,
 }
 
 /// A CVE record as stored, with its KEV facts.
@@ -222,28 +224,20 @@ const NEWEST_FIRST: &str = "ORDER BY COALESCE(updated_at, published_at, 0) DESC,
 /// Advisories matching `filter`.
 pub(crate) async fn list(pool: &AnyPool, filter: &AdvisoryFilter) -> Result<Vec<AdvisoryRecord>> {
     let since = filter.since.map(ms).unwrap_or(i64::MIN);
-    let rows = match &filter.product {
-        Some(product) => {
-            sqlx::query(&format!(
-                "SELECT * FROM advisories a WHERE COALESCE(updated_at, published_at, 0) >= $1
-                   AND EXISTS (SELECT 1 FROM advisory_products p
-                               WHERE p.publisher = a.publisher AND p.id = a.id AND p.product = $2)
-                 {NEWEST_FIRST}"
-            ))
-            .bind(since)
-            .bind(product.to_lowercase())
-            .fetch_all(pool)
-            .await?
-        }
-        None => {
-            sqlx::query(&format!(
-                "SELECT * FROM advisories WHERE COALESCE(updated_at, published_at, 0) >= $1 {NEWEST_FIRST}"
-            ))
-            .bind(since)
-            .fetch_all(pool)
-            .await?
-        }
-    };
+    // Absent filters are bound as NULL and match everything, so there is one statement.
+    let rows = sqlx::query(&format!(
+        "SELECT * FROM advisories a WHERE COALESCE(updated_at, published_at, 0) >= $1
+           AND ($2 IS NULL OR EXISTS (SELECT 1 FROM advisory_products p
+                                      WHERE p.publisher = a.publisher AND p.id = a.id AND p.product = $2))
+           AND ($3 IS NULL OR EXISTS (SELECT 1 FROM advisory_cves c
+                                      WHERE c.publisher = a.publisher AND c.id = a.id AND c.cve = $3))
+         {NEWEST_FIRST}"
+    ))
+    .bind(since)
+    .bind(filter.product.as_ref().map(|p| p.to_lowercase()))
+    .bind(filter.cve.as_deref())
+    .fetch_all(pool)
+    .await?;
     advisories_from_rows(pool, &rows).await
 }
 

@@ -12,10 +12,12 @@ use rollgate_core::member::{Applied, Member, MemberError, Outcome};
 use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
 
 pub mod advisories;
+pub mod feeds;
 pub mod software;
 pub mod sql;
 
 pub use advisories::{AdvisoryFilter, AdvisoryRecord, CveRow, KevRow};
+pub use feeds::{FeedFile, FeedRecord, FeedRun};
 pub use sql::{Dialect, SqlStore};
 
 /// A storage failure that callers can branch on.
@@ -285,6 +287,23 @@ pub trait Store: Send + Sync + 'static {
     async fn record_kev(&self, cve: &str, kev: &KevRow, now: Timestamp) -> Result<bool>;
     /// The stored CVE rows among `ids`.
     async fn cves(&self, ids: &[String]) -> Result<Vec<CveRow>>;
+
+    /// Adds an advisory feed.
+    async fn create_feed(&self, feed: &FeedRecord) -> Result<()>;
+    /// Every feed.
+    async fn list_feeds(&self) -> Result<Vec<FeedRecord>>;
+    /// One feed.
+    async fn get_feed(&self, name: &str) -> Result<FeedRecord>;
+    /// Sets when a feed runs next.
+    async fn schedule_feed(&self, name: &str, at: Timestamp) -> Result<()>;
+    /// What a feed last fetched from `url`.
+    async fn feed_file(&self, feed: &str, url: &str) -> Result<Option<FeedFile>>;
+    /// Records what a feed fetched from `url`.
+    async fn put_feed_file(&self, feed: &str, url: &str, file: &FeedFile) -> Result<()>;
+    /// Records a feed run.
+    async fn record_feed_run(&self, run: &FeedRun) -> Result<()>;
+    /// A feed's newest runs, newest first.
+    async fn feed_runs(&self, feed: &str, limit: u32) -> Result<Vec<FeedRun>>;
 
     /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`; returns true when
     /// `holder` holds it. A lease passes to another holder only once it has expired, so a job

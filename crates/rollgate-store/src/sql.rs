@@ -757,6 +757,38 @@ async fn save_set_state(
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn create_feed(&self, feed: &FeedRecord) -> Result<()> {
+        crate::feeds::create(&self.writer, feed).await
+    }
+
+    async fn list_feeds(&self) -> Result<Vec<FeedRecord>> {
+        crate::feeds::list(&self.reader).await
+    }
+
+    async fn get_feed(&self, name: &str) -> Result<FeedRecord> {
+        crate::feeds::get(&self.reader, name).await
+    }
+
+    async fn schedule_feed(&self, name: &str, at: Timestamp) -> Result<()> {
+        crate::feeds::schedule(&self.writer, name, at).await
+    }
+
+    async fn feed_file(&self, feed: &str, url: &str) -> Result<Option<FeedFile>> {
+        crate::feeds::file(&self.reader, feed, url).await
+    }
+
+    async fn put_feed_file(&self, feed: &str, url: &str, file: &FeedFile) -> Result<()> {
+        crate::feeds::put_file(&self.writer, feed, url, file).await
+    }
+
+    async fn record_feed_run(&self, run: &FeedRun) -> Result<()> {
+        crate::feeds::record_run(&self.writer, run).await
+    }
+
+    async fn feed_runs(&self, feed: &str, limit: u32) -> Result<Vec<FeedRun>> {
+        crate::feeds::runs(&self.reader, feed, limit).await
+    }
+
     async fn apply_software(&self, id: &str, change: &SoftwareChange<'_>) -> Result<bool> {
         crate::software::apply(&self.writer, id, change).await
     }

@@ -16,6 +16,8 @@ mod advisories;
 mod endpoints;
 #[path = "conformance/enrollment.rs"]
 mod enrollment;
+#[path = "conformance/feeds.rs"]
+mod feeds;
 #[path = "conformance/meta.rs"]
 mod meta;
 #[path = "conformance/packages.rs"]

@@ -527,3 +527,78 @@ pub struct AffectedEndpoint {
     /// What is installed there that the advisory names.
     pub findings: Vec<serde_json::Value>,
 }
+
+/// `POST /v1/feeds`: a feed for the server to poll.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFeed {
+    /// Unique name.
+    pub name: String,
+    /// `csaf` (a provider's `provider-metadata.json` URL), `osv` (an HTTPS URL of a zip archive of
+    /// OSV records), `dir` (a directory on the server).
+    pub kind: String,
+    /// Where.
+    pub url: String,
+    /// A CA certificate (PEM) to trust for this feed besides the public roots.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+}
+
+/// A feed as listed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeedView {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Where.
+    pub url: String,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Next run, RFC 3339.
+    pub next_run_at: String,
+    /// The last run, if any.
+    pub last_run: Option<FeedRunView>,
+}
+
+/// One run of a feed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeedRunView {
+    /// Feed name.
+    pub feed: String,
+    /// Started, RFC 3339.
+    pub started_at: String,
+    /// Finished, RFC 3339.
+    pub finished_at: String,
+    /// Requests made (files looked at, for a directory).
+    pub requests: u64,
+    /// Bodies downloaded (files read) because they changed.
+    pub downloaded: u64,
+    /// Documents that were new or newer.
+    pub imported: u64,
+    /// Documents that changed nothing.
+    pub unchanged: u64,
+    /// Failures.
+    pub failed: u64,
+    /// What failed.
+    pub errors: Vec<String>,
+}
+
+/// `GET /v1/cves/{id}`: a CVE record (CVE JSON 5 or NVD) and CISA's KEV facts of it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CveDetail {
+    /// `CVE-…`.
+    pub id: String,
+    /// The normalized record (see `rollgate_advisories::CveRecord`); None when only KEV facts
+    /// are known.
+    pub record: Option<serde_json::Value>,
+    /// KEV facts.
+    pub kev: Option<KevView>,
+    /// Advisories (publisher, id) that name this CVE.
+    pub advisories: Vec<(String, String)>,
+    /// With `?affected=true`: the endpoints its record's affected products match now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affected: Option<Vec<AffectedEndpoint>>,
+}

@@ -42,6 +42,19 @@ pub enum AdvisoriesCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Show what is known of a CVE: its record (CVE JSON 5 or NVD), KEV facts, advisories.
+    Cve {
+        /// `CVE-2024-3094`.
+        id: String,
+        /// Also list the endpoints its record's affected products match now.
+        #[arg(long)]
+        affected: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Show an advisory (every publisher's with that id).
     Show {
         /// Advisory id (`RHSA-2022:0011`, `DSA-3029-1`).
@@ -87,6 +100,15 @@ pub async fn run(cmd: AdvisoriesCommand) -> anyhow::Result<()> {
                 return output::json(&list);
             }
             print_list(&list);
+            Ok(())
+        }
+        AdvisoriesCommand::Cve { id, affected, json, conn } => {
+            let path = format!("/v1/cves/{}{}", encode(&id), if affected { "?affected=true" } else { "" });
+            let cve: rollgate_wire::CveDetail = conn.connect()?.get(&path).await?;
+            if json {
+                return output::json(&cve);
+            }
+            print_cve(&cve);
             Ok(())
         }
         AdvisoriesCommand::Show { id, affected, json, conn } => {
@@ -283,5 +305,168 @@ fn print_detail(d: &AdvisoryDetail) {
             })
             .collect();
         output::table(&["ENDPOINT", "HOST", "SOFTWARE", "INSTALLED", "FIXED IN"], &rows);
+    }
+}
+
+/// `rollgate feeds`
+#[derive(Subcommand, Debug)]
+pub enum FeedsCommand {
+    /// Add a feed for the server to poll.
+    Add {
+        /// Unique name.
+        name: String,
+        /// `csaf` (a provider-metadata.json URL), `osv` (a zip archive URL) or `dir` (a directory on the server).
+        #[arg(long, value_parser = ["csaf", "osv", "dir"])]
+        kind: String,
+        /// The URL (or, for `dir`, the absolute path on the server).
+        #[arg(long)]
+        url: String,
+        /// Time between runs (`6h`, `30m`).
+        #[arg(long, default_value = "6h", value_parser = crate::manage::parse_duration_secs)]
+        every: u64,
+        /// A CA certificate (PEM) to trust for this feed besides the public roots.
+        #[arg(long)]
+        feed_ca: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List feeds and their last runs.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Run a feed now and show what it did.
+    Run {
+        /// Feed name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A feed's recent runs, newest first.
+    Runs {
+        /// Feed name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Runs a `feeds` command.
+pub async fn feeds(cmd: FeedsCommand) -> anyhow::Result<()> {
+    use rollgate_wire::{CreateFeed, FeedRunView, FeedView};
+    match cmd {
+        FeedsCommand::Add { name, kind, url, every, feed_ca, conn } => {
+            let ca_pem = feed_ca
+                .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                .transpose()?;
+            let created: FeedView = conn
+                .connect()?
+                .post("/v1/feeds", &CreateFeed { name, kind, url, ca_pem, interval_secs: every })
+                .await?;
+            println!("feed {} added; first run {}", created.name, created.next_run_at);
+            Ok(())
+        }
+        FeedsCommand::List { json, conn } => {
+            let list: Vec<FeedView> = conn.connect()?.get("/v1/feeds").await?;
+            if json {
+                return output::json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|f| {
+                    let last = f.last_run.as_ref().map(run_summary).unwrap_or_else(|| "never run".into());
+                    vec![f.name.clone(), f.kind.clone(), f.url.clone(), f.next_run_at.clone(), last]
+                })
+                .collect();
+            output::table(&["NAME", "KIND", "URL", "NEXT RUN", "LAST RUN"], &rows);
+            Ok(())
+        }
+        FeedsCommand::Run { name, json, conn } => {
+            let path = format!("/v1/feeds/{}/run", encode(&name));
+            let run: FeedRunView = conn.connect()?.post(&path, &serde_json::json!({})).await?;
+            if json {
+                return output::json(&run);
+            }
+            println!("{}", run_summary(&run));
+            for e in &run.errors {
+                eprintln!("error: {e}");
+            }
+            Ok(())
+        }
+        FeedsCommand::Runs { name, json, conn } => {
+            let runs: Vec<FeedRunView> = conn.connect()?.get(&format!("/v1/feeds/{}/runs", encode(&name))).await?;
+            if json {
+                return output::json(&runs);
+            }
+            for r in &runs {
+                println!("{}", run_summary(r));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_summary(r: &rollgate_wire::FeedRunView) -> String {
+    format!(
+        "{}: {} requests, {} downloaded, {} imported, {} unchanged, {} failed",
+        r.started_at, r.requests, r.downloaded, r.imported, r.unchanged, r.failed
+    )
+}
+
+fn print_cve(c: &rollgate_wire::CveDetail) {
+    let record = c.record.as_ref();
+    let text = |k: &str| record.and_then(|r| r.get(k)).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+    println!("{}: {}", c.id, text("title"));
+    println!("published {}, updated {}", text("published"), text("updated"));
+    let scores: Vec<String> = record
+        .and_then(|r| r.get("cvss"))
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.get("vector").and_then(|v| v.as_str()).map(str::to_string)).collect())
+        .unwrap_or_default();
+    println!("CVSS: {}", if scores.is_empty() { "-".to_string() } else { scores.join(", ") });
+    match &c.kev {
+        Some(k) => {
+            println!("known exploited: KEV since {}, due {}", k.date_added, k.due_date.as_deref().unwrap_or("-"))
+        }
+        None => println!("known exploited: not in the KEV catalog"),
+    }
+    let cpes: Vec<Vec<String>> = record
+        .and_then(|r| r.get("cpes"))
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    let f = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                    vec![
+                        f("criteria"),
+                        f("start_including"),
+                        f("start_excluding"),
+                        f("end_including"),
+                        f("end_excluding"),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !cpes.is_empty() {
+        output::table(&["CPE", "FROM (INCL)", "FROM (EXCL)", "TO (INCL)", "TO (EXCL)"], &cpes);
+    }
+    for (publisher, id) in &c.advisories {
+        println!("advisory: {id} ({publisher})");
+    }
+    if let Some(endpoints) = &c.affected {
+        println!("{} endpoint(s) affected now", endpoints.len());
+        for e in endpoints {
+            println!("  {} ({})", e.endpoint, e.hostname);
+        }
     }
 }

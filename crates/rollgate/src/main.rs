@@ -47,6 +47,9 @@ enum Command {
     /// Security advisories: import, list, and the endpoints they affect.
     #[command(subcommand)]
     Advisories(advisories::AdvisoriesCommand),
+    /// Advisory feeds the server polls (CSAF providers, OSV archives, directories).
+    #[command(subcommand)]
+    Feeds(advisories::FeedsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a).await,
         Command::Keys(c) => keys::run(c).await,
         Command::Advisories(c) => advisories::run(c).await,
+        Command::Feeds(c) => advisories::feeds(c).await,
     }
 }
 

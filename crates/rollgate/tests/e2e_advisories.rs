@@ -86,6 +86,20 @@ fn published_documents_import_once_and_damaged_ones_fail_alone() {
     let vex = server.json(&["advisories", "show", "2022-EVD-UC-01-F-001"]);
     assert_eq!(vex[0]["known_exploited"], true, "{vex:#}");
     assert!(vex[0]["kev"]["CVE-2021-44228"]["date_added"] == "2021-12-10");
+    // CVE records, with their CPE ranges and KEV facts.
+    let webp = server.json(&["advisories", "cve", "CVE-2023-4863"]);
+    assert_eq!(webp["kev"]["date_added"], "2023-09-13");
+    assert_eq!(webp["kev"]["due_date"], "2023-10-04");
+    assert!(webp["record"]["cpes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["criteria"].as_str().unwrap().contains("libwebp")));
+    let xz = server.json(&["advisories", "cve", "CVE-2024-3094"]);
+    assert_eq!(xz["record"]["cvss"][0]["base_score"], 10.0);
+    let log4shell = server.json(&["advisories", "cve", "CVE-2021-44228"]);
+    assert_eq!(log4shell["record"], serde_json::Value::Null, "known from KEV and an advisory only");
+    assert_eq!(log4shell["advisories"][0][1], "2022-EVD-UC-01-F-001");
     let out = server.cli(&["advisories", "show", "NO-SUCH-1"]);
     assert!(!out.status.success() && stderr(&out).contains("no advisory NO-SUCH-1"));
 }

@@ -146,7 +146,7 @@ pub async fn list(
         .map(rollgate_advisories::dates::timestamp)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("--since: {e}")))?;
-    let records = state.store.list_advisories(&AdvisoryFilter { product: q.product, since }).await?;
+    let records = state.store.list_advisories(&AdvisoryFilter { product: q.product, since, cve: None }).await?;
     let records: Vec<AdvisoryRecord> = match q.severity.as_deref().map(str::to_lowercase) {
         Some(wanted) => records.into_iter().filter(|r| severity_matches(r, &wanted)).collect(),
         None => records,
@@ -235,4 +235,54 @@ pub async fn show(
         });
     }
     Ok(Json(details))
+}
+
+/// Query of `GET /v1/cves/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CveQuery {
+    #[serde(default)]
+    affected: bool,
+}
+
+/// `GET /v1/cves/{id}`: a CVE record, its KEV facts, the advisories naming it.
+pub async fn show_cve(
+    State(state): State<AppState>,
+    _: Admin,
+    PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<CveQuery>,
+) -> Result<Json<rollgate_wire::CveDetail>, ApiError> {
+    let row = state.store.cves(std::slice::from_ref(&id)).await?.into_iter().next();
+    let advisories: Vec<(String, String)> = state
+        .store
+        .list_advisories(&AdvisoryFilter { cve: Some(id.clone()), ..Default::default() })
+        .await?
+        .into_iter()
+        .map(|a| (a.publisher, a.id))
+        .collect();
+    if row.is_none() && advisories.is_empty() {
+        return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", format!("nothing is known of {id}")));
+    }
+    let record: Option<CveRecord> = row
+        .as_ref()
+        .and_then(|r| r.document.as_deref())
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("stored CVE record {id} is damaged: {e}"))?;
+    let affected = match (&record, q.affected) {
+        (Some(record), true) => Some(crate::vulnerabilities::affected_by_cve(&*state.store, record).await?),
+        _ => None,
+    };
+    let kev = row.and_then(|r| r.kev).map(|k| KevView {
+        date_added: k.date_added,
+        due_date: k.due_date,
+        ransomware: k.ransomware,
+    });
+    Ok(Json(rollgate_wire::CveDetail {
+        id,
+        record: record.map(serde_json::to_value).transpose().map_err(|e| anyhow::anyhow!("{e}"))?,
+        kev,
+        advisories,
+        affected,
+    }))
 }

@@ -1,7 +1,8 @@
 //! The HTTP surface: routes, the one error type, and the extractors that check who is calling.
 
-mod advisories;
+pub(crate) mod advisories;
 mod agent;
+mod feeds;
 mod manage;
 mod tuf;
 
@@ -36,6 +37,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(advisories::MAX_DOCUMENT_BYTES)),
         )
         .route("/v1/advisories/{id}", get(advisories::show))
+        .route("/v1/cves/{id}", get(advisories::show_cve))
+        .route("/v1/feeds", get(feeds::list).post(feeds::create))
+        .route("/v1/feeds/{name}/run", post(feeds::run_now))
+        .route("/v1/feeds/{name}/runs", get(feeds::runs))
         .route("/v1/agent/reports", post(agent::report))
         .route("/v1/agent/packages/{sha256}", get(agent::download))
         .route("/v1/enroll-tokens", post(manage::create_enroll_token))
@@ -81,6 +86,11 @@ impl ApiError {
     /// 400 with code `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// The message, for callers that report it elsewhere (the feed poller).
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -60,10 +60,14 @@ async fn advisories_are_listed_by_product_and_date_and_found_by_the_names_they_n
         s.import_advisory(&advisory("DSA-3", 20, "c", &["openssl"], &[])).await.unwrap();
         let ids = |list: Vec<AdvisoryRecord>| list.into_iter().map(|a| a.id).collect::<Vec<_>>();
         assert_eq!(ids(s.list_advisories(&AdvisoryFilter::default()).await.unwrap()), ["DSA-2", "DSA-3", "DSA-1"]);
-        let openssl = AdvisoryFilter { product: Some("OPENSSL".into()), since: None };
+        let openssl = AdvisoryFilter { product: Some("OPENSSL".into()), ..Default::default() };
         assert_eq!(ids(s.list_advisories(&openssl).await.unwrap()), ["DSA-2", "DSA-3"], "names match in any case");
-        let recent = AdvisoryFilter { product: None, since: Some(t(20)) };
+        let recent = AdvisoryFilter { since: Some(t(20)), ..Default::default() };
         assert_eq!(ids(s.list_advisories(&recent).await.unwrap()), ["DSA-2", "DSA-3"]);
+        let cve = AdvisoryFilter { cve: Some("CVE-2".into()), ..Default::default() };
+        assert_eq!(ids(s.list_advisories(&cve).await.unwrap()), ["DSA-2"]);
+        let both = AdvisoryFilter { cve: Some("CVE-2".into()), product: Some("nginx".into()), since: None };
+        assert!(s.list_advisories(&both).await.unwrap().is_empty());
         let naming = s.advisories_naming(&["libssl3".into(), "NGINX".into(), "absent".into()]).await.unwrap();
         assert_eq!(ids(naming), ["DSA-1", "DSA-2"]);
         assert!(s.advisories_naming(&[]).await.unwrap().is_empty());
