@@ -87,6 +87,7 @@ pub fn parse(bytes: &[u8]) -> Result<Advisory, ParseError> {
         vulnerabilities,
         affected: merge_across_vulnerabilities(affected),
         remediations: merge_across_vulnerabilities(remediations),
+        withdrawn: None,
     })
 }
 
@@ -556,7 +557,7 @@ fn threat<'w>(wire: &'w CsafVulnerability, category: &str) -> Option<&'w str> {
 /// negative phrasings ("not exploited", "no known exploitation") are looked for first.
 fn says_exploited(details: &str) -> bool {
     let details = details.to_lowercase();
-    let negative = ["not exploited", "no known", "not known", "not active", "unproven", "none"];
+    let negative = ["not exploited", "no known", "not known", "not active", "inactive", "unproven", "none"];
     !negative.iter().any(|n| details.contains(n)) && (details.contains("exploited") || details.contains("active"))
 }
 
@@ -988,5 +989,6 @@ mod tests {
         assert!(!says_exploited("Not exploited"));
         assert!(!says_exploited("No known exploitation"));
         assert!(!says_exploited("Proof of concept published"));
+        assert!(!says_exploited("Inactive"), "`inactive` contains `active` but denies it");
     }
 }

@@ -69,6 +69,7 @@ fn to_advisory(doc: xml::Doc) -> Result<Advisory, ParseError> {
         affected: Vec::new(),
         remediations: Vec::new(),
         references: reference_urls(doc.references),
+        withdrawn: None,
     };
     for (index, vulnerability) in doc.vulnerabilities.into_iter().enumerate() {
         add_vulnerability(&mut advisory, vulnerability, index, &products)?;

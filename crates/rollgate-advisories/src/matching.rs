@@ -1,17 +1,37 @@
 //! Which advisories affect an endpoint: an [`Advisory`] (or a [`CveRecord`]) held against what
-//! the endpoint runs and has installed, giving one [`Finding`] per affected package.
+//! the endpoint runs and has installed, giving one [`Finding`] per affected package or product.
 //!
 //! Pure: the inventory comes in as an argument and nothing is read or written. A false positive
 //! sends an operator to patch a machine that is fine, and enough of them teach operators to
 //! ignore findings, so every rule here errs on the side of "not affected" when a platform or a
 //! version cannot be read with certainty; each rule says where it does so.
 //!
+//! **What is looked up where.** An [`Inventory`] has two lists, and each [`Affected`] entry is
+//! looked up in at most one of them, chosen by the kind of its platform:
+//! - An **operating system** platform (an OSV distribution ecosystem: `Debian:7`,
+//!   `Ubuntu:22.04:LTS`, `Red Hat:enterprise_linux:9`, SUSE, openSUSE, Alpine…; or a Red Hat
+//!   Enterprise Linux product name from a CSAF product tree) is looked up only in
+//!   [`Inventory::packages`], the distribution's packages.
+//! - A **language package** ecosystem (`npm`, `PyPI`, `Maven`, `crates.io`, `Go`, `RubyGems`,
+//!   `NuGet`, `Packagist`, `Hex`, `Pub`…) matches nothing: Rollgate has no inventory of
+//!   language packages yet, and looking their names up among OS packages gave false positives
+//!   (npm's `tar` is not dpkg's `tar`).
+//! - **No platform, or other free text** (vendor products: Cisco IOS, Siemens SINEMA, Windows
+//!   names from CVRF, CVE 5 CNA products without platforms) is looked up only in
+//!   [`Inventory::products`], the products Rollgate manages on the endpoint.
+//! - A **withdrawn** advisory ([`Advisory::withdrawn`]) matches nothing.
+//!
 //! The rules, in the order they apply to each [`Affected`] entry:
 //! 1. **Platform** ([`platform_matches`]): the entry's platform must apply to the endpoint's
-//!    operating system and release.
-//! 2. **Names**: the entry names its software by [`Affected::package_names`] when there are any
-//!    (binary packages built from a source package), else by [`Affected::product`]; names are
-//!    compared with installed names without regard to case.
+//!    operating system and release; free text applies only where it names the endpoint's
+//!    os-release `ID` as a word.
+//! 2. **Names**: an entry names its software by [`Affected::package_names`] when there are any
+//!    (binary packages built from a source package), else by [`Affected::product`]. A dpkg
+//!    entry on an OS platform also names `src:<product>`, always: Debian's advisories name the
+//!    source package only, and the agent lists each installed source package under that key
+//!    with the source version (a binary's own version can differ, after a binNMU). Names are
+//!    compared with inventory names without regard to case, and a finding names the inventory
+//!    key that matched (`src:nginx`, `libssl3`).
 //! 3. **Versions**: the installed version is affected when it lies in one of the entry's
 //!    `ranges` ([`Range::contains`](rollgate_core::ecosystem::Range::contains)) or equals one of
 //!    its `versions` under the entry's [`Ecosystem`] order (so `0:1.0` equals `1.0` in dpkg);
@@ -40,9 +60,11 @@ pub struct Inventory<'a> {
     pub os_id: Option<&'a str>,
     /// os-release `VERSION_ID` (`12`, `22.04`, `7.6`); None when unknown.
     pub os_version: Option<&'a str>,
-    /// Installed software, name -> version: distribution packages (dpkg/rpm) and
-    /// Rollgate-managed products.
-    pub software: &'a BTreeMap<String, String>,
+    /// Distribution packages (dpkg or rpm), name -> version. For dpkg, source packages are also
+    /// listed under `src:<source name>` with the source version (the agent adds them).
+    pub packages: &'a BTreeMap<String, String>,
+    /// Products Rollgate manages on the endpoint (and the agent itself), name -> version.
+    pub products: &'a BTreeMap<String, String>,
 }
 
 /// One reason an endpoint is affected by an advisory.
@@ -50,7 +72,8 @@ pub struct Inventory<'a> {
 pub struct Finding {
     /// The advisory's id (a CVE id for [`cve_findings`]).
     pub advisory: String,
-    /// The installed software's name, as the inventory spells it.
+    /// The inventory key that matched, as the inventory spells it (`libssl3`, `src:nginx`,
+    /// `SINEMA Remote Connect Server`).
     pub software: String,
     /// Its installed version.
     pub installed_version: String,
@@ -66,13 +89,17 @@ pub struct Finding {
 }
 
 /// The findings of `advisory` on the endpoint `inventory` describes, ordered by software, fix
-/// and platform; empty when the endpoint is not affected.
+/// and platform; empty when the endpoint is not affected or the advisory is withdrawn.
 pub fn findings(advisory: &Advisory, inventory: &Inventory<'_>) -> Vec<Finding> {
+    if advisory.withdrawn.is_some() {
+        return Vec::new();
+    }
     collect(&advisory.id, &advisory.affected, &advisory.vulnerability_ids(), inventory)
 }
 
 /// The same for a CVE record's `affected` entries (CVE 5 vendor/product ranges; CPE ranges are
-/// not matched against package inventories). Each finding names the record's CVE.
+/// not matched). CNA entries carry no platform or free-text ones, so they are looked up among
+/// the managed products only. Each finding names the record's CVE.
 pub fn cve_findings(record: &CveRecord, inventory: &Inventory<'_>) -> Vec<Finding> {
     collect(&record.id, &record.affected, std::slice::from_ref(&record.id), inventory)
 }
@@ -83,14 +110,17 @@ pub fn cve_findings(record: &CveRecord, inventory: &Inventory<'_>) -> Vec<Findin
 /// - None (or blank) applies everywhere.
 /// - An OSV package ecosystem (`Maven`, `npm`, `PyPI`, `crates.io`…, see
 ///   `PACKAGE_ECOSYSTEMS`) applies to every endpoint, even one whose OS is unknown: the
-///   package is the same whatever it runs on.
+///   package is the same whatever it runs on. (Findings nevertheless never come from such an
+///   entry, since there is no inventory of language packages to look it up in; see the module
+///   doc.)
 /// - An OSV operating system (`Debian:7`, `Ubuntu:22.04:LTS`, `Alpine:v3.18`, see `OSV_OSES`)
 ///   applies to the os-release IDs of that OS, in the release named: `VERSION_ID` equal to it
 ///   or starting with it and a dot (`Debian:7` matches `7` and `7.11`, `Alpine:v3.18` matches
 ///   `3.18.4`). The name alone (`Debian`) applies to every release. A suffix naming no release
 ///   that can be compared (`Debian:sid`) applies nowhere.
 /// - Red Hat CSAF product names: see `red_hat_product`. Only `rhel`, in the same major
-///   release, matches a Red Hat Enterprise Linux platform; other Red Hat products apply nowhere.
+///   release, matches a Red Hat Enterprise Linux platform; other Red Hat products, and a
+///   `(v` whose release cannot be read, apply nowhere.
 /// - Any other text applies only to an endpoint whose `ID` it names as a word; see
 ///   `free_text_matches`.
 ///
@@ -99,7 +129,7 @@ pub fn cve_findings(record: &CveRecord, inventory: &Inventory<'_>) -> Vec<Findin
 pub fn platform_matches(platform: Option<&str>, os_id: Option<&str>, os_version: Option<&str>) -> bool {
     let Some(platform) = platform.map(str::trim).filter(|p| !p.is_empty()) else { return true };
     match classify(platform) {
-        Platform::Everywhere => true,
+        Platform::PackageEcosystem => true,
         Platform::Os { ids, release } => {
             let id_matches = os_id.is_some_and(|id| ids.iter().any(|known| known.eq_ignore_ascii_case(id)));
             id_matches && release.is_none_or(|release| os_version.is_some_and(|v| release.matches(v)))
@@ -127,14 +157,20 @@ enum Verdict<'a> {
 /// The findings of `affected` entries of the advisory `id`; `all_vulnerabilities` stands in
 /// for an entry that names none.
 fn collect(id: &str, affected: &[Affected], all_vulnerabilities: &[String], inventory: &Inventory<'_>) -> Vec<Finding> {
-    let installed = InstalledByName::new(inventory.software);
+    let packages = InstalledByName::new(inventory.packages);
+    let products = InstalledByName::new(inventory.products);
     let mut merged: BTreeMap<FindingKey, Finding> = BTreeMap::new();
     let on_this_platform =
         affected.iter().filter(|a| platform_matches(a.platform.as_deref(), inventory.os_id, inventory.os_version));
     for entry in on_this_platform {
+        let installed = match looked_up_in(entry.platform.as_deref()) {
+            Lookup::Packages => packages.named_by(&package_names(entry)),
+            Lookup::Products => products.named_by(&entry_names(entry)),
+            Lookup::Nowhere => continue,
+        };
         let vulnerabilities =
             if entry.vulnerabilities.is_empty() { all_vulnerabilities } else { &entry.vulnerabilities };
-        for (name, version) in installed.named_by(entry) {
+        for (name, version) in installed {
             let Verdict::Affected { fixed_version } = verdict(entry, version) else { continue };
             let finding = Finding {
                 advisory: id.to_string(),
@@ -148,6 +184,49 @@ fn collect(id: &str, affected: &[Affected], all_vulnerabilities: &[String], inve
         }
     }
     merged.into_values().collect()
+}
+
+/// Which list of an [`Inventory`] an entry is looked up in.
+#[derive(Debug, PartialEq)]
+enum Lookup {
+    /// [`Inventory::packages`]: the entry's platform is an operating system.
+    Packages,
+    /// [`Inventory::products`]: no platform, or free text naming a vendor's product.
+    Products,
+    /// Neither: a language package ecosystem (no such inventory yet), or a platform that
+    /// applies nowhere.
+    Nowhere,
+}
+
+/// Where an entry with `platform` is looked up; see the module doc for why.
+fn looked_up_in(platform: Option<&str>) -> Lookup {
+    let Some(platform) = platform.map(str::trim).filter(|p| !p.is_empty()) else { return Lookup::Products };
+    match classify(platform) {
+        Platform::Os { .. } => Lookup::Packages,
+        Platform::FreeText(_) => Lookup::Products,
+        Platform::PackageEcosystem | Platform::Nowhere => Lookup::Nowhere,
+    }
+}
+
+/// The lower-cased names an OS entry is looked up by among packages: its binary package names
+/// when it has any, else its product; and for dpkg also `src:<product>`, the source package,
+/// which is what Debian's advisories name.
+fn package_names(entry: &Affected) -> BTreeSet<String> {
+    let mut names = entry_names(entry);
+    if entry.ecosystem == Ecosystem::Dpkg {
+        names.insert(format!("src:{}", entry.product.to_lowercase()));
+    }
+    names
+}
+
+/// The lower-cased names an entry names its software by: its package names when it has any,
+/// else its product.
+fn entry_names(entry: &Affected) -> BTreeSet<String> {
+    if entry.package_names.is_empty() {
+        BTreeSet::from([entry.product.to_lowercase()])
+    } else {
+        entry.package_names.iter().map(|n| n.to_lowercase()).collect()
+    }
 }
 
 /// Adds `finding` to `merged`, uniting its vulnerabilities with those of an earlier finding for
@@ -200,14 +279,8 @@ impl<'a> InstalledByName<'a> {
         InstalledByName { by_name }
     }
 
-    /// The installed (name, version) pairs `entry` names: by its package names when it has
-    /// any, else by its product.
-    fn named_by(&self, entry: &Affected) -> Vec<(&'a str, &'a str)> {
-        let names: BTreeSet<String> = if entry.package_names.is_empty() {
-            BTreeSet::from([entry.product.to_lowercase()])
-        } else {
-            entry.package_names.iter().map(|n| n.to_lowercase()).collect()
-        };
+    /// The installed (name, version) pairs under `names` (lower-case), each once.
+    fn named_by(&self, names: &BTreeSet<String>) -> Vec<(&'a str, &'a str)> {
         names.iter().filter_map(|n| self.by_name.get(n)).flatten().copied().collect()
     }
 }
@@ -218,8 +291,9 @@ impl<'a> InstalledByName<'a> {
 /// What a platform string says about where it applies.
 #[derive(Debug, PartialEq)]
 enum Platform<'a> {
-    /// Every endpoint (a package ecosystem).
-    Everywhere,
+    /// A language package ecosystem: every endpoint, but nothing in an [`Inventory`] to look
+    /// its packages up in.
+    PackageEcosystem,
     /// An operating system: one of `ids` (os-release `ID`s), in `release` or (None) in every
     /// release.
     Os { ids: &'static [&'static str], release: Option<Release> },
@@ -250,7 +324,7 @@ impl Release {
 }
 
 /// OSV ecosystems of language and application packages: the same package whatever OS it is
-/// installed on, so they apply everywhere. `Linux` (the kernel's own ecosystem) and `Android`
+/// installed on, so they apply everywhere (though nothing is looked up for them yet). `Linux` (the kernel's own ecosystem) and `Android`
 /// are left out: they are systems, not packages an inventory lists by these names.
 const PACKAGE_ECOSYSTEMS: &[&str] = &[
     "Bioconductor",
@@ -351,7 +425,7 @@ fn classify(platform: &str) -> Platform<'_> {
         None => (platform, None),
     };
     if PACKAGE_ECOSYSTEMS.iter().any(|e| e.eq_ignore_ascii_case(name)) {
-        return Platform::Everywhere;
+        return Platform::PackageEcosystem;
     }
     if let Some(os) = OSV_OSES.iter().find(|os| os.name.eq_ignore_ascii_case(name)) {
         return osv_os(os, suffix);
@@ -423,19 +497,31 @@ const RHEL_PRODUCTS: &[&str] = &["Red Hat Enterprise Linux", "Red Hat CodeReady 
 /// A Red Hat product name from a CSAF product tree.
 ///
 /// Red Hat Enterprise Linux matches `ID` `rhel` only (not AlmaLinux or Rocky: see
-/// `OSV_OSES`) in the same major release: `(v. 7.6)` is RHEL 7, whose fixes are what a 7.x
-/// endpoint installs; a name without a release is every release. Every other Red Hat product
-/// (`Red Hat OpenShift Container Platform 4.6`, a layered product or container image) applies
-/// nowhere: it is not the endpoint's OS, and matching its packages needs a product inventory
-/// that endpoints do not report yet.
+/// `OSV_OSES`) in the same major release: `(v. 7.6)` (or `(v.7.6)`) is RHEL 7, whose fixes are
+/// what a 7.x endpoint installs; a name without a release is every release. A `(v` whose
+/// release cannot be read applies nowhere rather than to every release. Every other Red Hat
+/// product (`Red Hat OpenShift Container Platform 4.6`, a layered product or container image)
+/// applies nowhere: it is not the endpoint's OS, and matching its packages needs a product
+/// inventory that endpoints do not report yet.
 fn red_hat_product(platform: &str) -> Platform<'_> {
     let Some(rest) = RHEL_PRODUCTS.iter().find_map(|p| strip_prefix_ignore_case(platform, p)) else {
         return Platform::Nowhere;
     };
-    let version_text = rest.split_once("(v. ").map_or(rest, |(_, version)| version);
-    let major = version_text.split_whitespace().find_map(release_number).map(|n| n.split('.').next().unwrap_or(n));
-    let release = major.map(|major| Release { version: major.to_string(), exact: false });
-    Platform::Os { ids: &["rhel"], release }
+    let Some(release) = red_hat_release(rest) else { return Platform::Nowhere };
+    let major = release.map(|n| n.split('.').next().unwrap_or(n));
+    Platform::Os { ids: &["rhel"], release: major.map(|major| Release { version: major.to_string(), exact: false }) }
+}
+
+/// The release the rest of a RHEL product name gives: the number after `(v. ` or `(v.`, else
+/// the first word that is a number (`Enterprise Linux 9`). `Some(None)` when it names none (all
+/// releases); None when it has a `(v` with no readable number after it (applies nowhere).
+fn red_hat_release(rest: &str) -> Option<Option<&str>> {
+    let Some(at) = rest.find("(v").or_else(|| rest.find("(V")) else {
+        return Some(rest.split_whitespace().find_map(release_number));
+    };
+    let after = rest[at + 2..].strip_prefix('.')?.trim_start();
+    let number = after.split_whitespace().next().and_then(release_number)?;
+    Some(Some(number))
 }
 
 /// Whether free text (`Windows 10 Version 1607 for x64-based Systems`, a CVE 5 `Linux, Windows`)
@@ -510,5 +596,26 @@ mod tests {
         assert_eq!(verdict(&entry, "1.5"), Verdict::Affected { fixed_version: None });
         assert_eq!(verdict(&entry, "0:1.5"), Verdict::Affected { fixed_version: None });
         assert_eq!(verdict(&entry, "1.3"), Verdict::NotAffected);
+    }
+
+    #[test]
+    fn platforms_choose_the_list_looked_up() {
+        assert_eq!(looked_up_in(None), Lookup::Products);
+        assert_eq!(looked_up_in(Some(" ")), Lookup::Products);
+        assert_eq!(looked_up_in(Some("Debian:7")), Lookup::Packages);
+        assert_eq!(looked_up_in(Some("Red Hat Enterprise Linux AppStream (v. 8)")), Lookup::Packages);
+        assert_eq!(looked_up_in(Some("npm")), Lookup::Nowhere);
+        assert_eq!(looked_up_in(Some("Red Hat OpenShift Container Platform 4.6")), Lookup::Nowhere);
+        assert_eq!(looked_up_in(Some("Windows 10 Version 1607 for x64-based Systems")), Lookup::Products);
+    }
+
+    #[test]
+    fn red_hat_releases() {
+        assert_eq!(red_hat_release(" Server AUS (v. 7.6)"), Some(Some("7.6")));
+        assert_eq!(red_hat_release(" AppStream EUS (v.8.4)"), Some(Some("8.4")));
+        assert_eq!(red_hat_release(" 9"), Some(Some("9")));
+        assert_eq!(red_hat_release(""), Some(None));
+        assert_eq!(red_hat_release(" Server (v. unknown)"), None);
+        assert_eq!(red_hat_release(" Server (v.)"), None);
     }
 }

@@ -7,6 +7,10 @@ use rollgate_core::ecosystem::{Ecosystem, Range};
 use serde::{Deserialize, Serialize};
 
 /// What one document holds.
+// Not boxed: a document is read, stored and dropped one at a time, so the few hundred bytes an
+// unboxed `Advisory` adds to the other variants cost nothing, while a `Box` would change every
+// caller's pattern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Document {
@@ -77,6 +81,11 @@ pub struct Advisory {
     pub remediations: Vec<Remediation>,
     /// Links (the advisory itself first when the format says which one that is).
     pub references: Vec<String>,
+    /// When the publisher withdrew it (OSV's `withdrawn`): a withdrawn advisory was published
+    /// in error and affects nothing, so matching finds nothing for it. None for formats that
+    /// cannot say so, and in advisories stored before this field existed.
+    #[serde(default)]
+    pub withdrawn: Option<Timestamp>,
 }
 
 /// One vulnerability of an advisory.

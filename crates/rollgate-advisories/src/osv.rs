@@ -36,6 +36,7 @@ pub fn parse(bytes: &[u8]) -> Result<Advisory, ParseError> {
         publisher: publisher(&id, &record.affected),
         published: date(record.published.as_deref(), "published")?,
         updated: date(record.modified.as_deref(), "modified")?,
+        withdrawn: date(record.withdrawn.as_deref(), "withdrawn")?,
         revision: None,
         vulnerabilities: vulnerabilities(&record, &id, rating.as_deref()),
         remediations: affected.iter().flat_map(|a| vendor_fixes(a, advisory_url.as_deref())).collect(),
@@ -74,6 +75,7 @@ struct OsvRecord {
     upstream: Vec<String>,
     published: Option<String>,
     modified: Option<String>,
+    withdrawn: Option<String>,
     #[serde(default)]
     severity: Vec<Severity>,
     #[serde(default)]

@@ -15,7 +15,7 @@ use rollgate_wire::{Report, ReportKind};
 use crate::client::ApiFailure;
 use crate::download::{self, DownloadError};
 use crate::install::{self, InstallFailure, InstallRequest, Module, Phase};
-use crate::signing::{self, Verdict};
+use crate::signing::{self, CheckError, Verdict};
 use crate::state::Job;
 use crate::{outbox, self_upgrade, Agent, AGENT_PRODUCT};
 
@@ -288,6 +288,25 @@ async fn fetch_with_retries(agent: &Agent, job: &Job) -> Result<std::path::PathB
     }
 }
 
+/// [`signing::check`], trying again when the server or network failed (as downloads do): a
+/// server restarting must not use up an endpoint's attempts. A refusal is final.
+async fn check_with_retries(agent: &Agent, a: &rollgate_wire::Assignment) -> Result<Verdict, String> {
+    let mut wait = Duration::from_secs(1);
+    let mut tries = 0;
+    loop {
+        match signing::check(&agent.state, &agent.client, a).await {
+            Ok(verdict) => return Ok(verdict),
+            Err(CheckError::Transient(why)) if tries < TRANSFER_RETRIES => {
+                tries += 1;
+                tracing::warn!("signature check could not reach the server ({why}); again in {} s", wait.as_secs());
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(CheckError::Transient(why) | CheckError::Refused(why)) => return Err(why),
+        }
+    }
+}
+
 /// Checks the assignment against the signed repository before a byte is downloaded (the
 /// server directs, only the targets key vouches): the signed release counter, or None when
 /// this agent holds no TUF root and the server publishes none. Heartbeats keep the slot
@@ -300,7 +319,7 @@ async fn verify_signed(
 ) -> Result<Option<u64>, AttemptFailure> {
     let a = &job.assignment;
     let verdict = tokio::select! {
-        verdict = signing::check(&agent.state, &agent.client, a) => verdict,
+        verdict = check_with_retries(agent, a) => verdict,
         never = heartbeats(agent, job, attempt, withdrawn) => match never {},
     };
     match verdict {

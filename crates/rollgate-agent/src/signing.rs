@@ -80,8 +80,23 @@ pub enum Verdict {
     NoRoot,
 }
 
-/// Checks `assignment` against the signed repository; an `Err` is the reason to refuse it.
-pub async fn check(state: &StateDir, client: &Arc<Client>, assignment: &Assignment) -> Result<Verdict, String> {
+/// Why a check did not approve an assignment.
+#[derive(Debug)]
+pub enum CheckError {
+    /// The server or the network failed: try again (within the attempt).
+    Transient(String),
+    /// The assignment is refused, or the agent's own state is unusable.
+    Refused(String),
+}
+
+impl From<String> for CheckError {
+    fn from(reason: String) -> CheckError {
+        CheckError::Refused(reason)
+    }
+}
+
+/// Checks `assignment` against the signed repository.
+pub async fn check(state: &StateDir, client: &Arc<Client>, assignment: &Assignment) -> Result<Verdict, CheckError> {
     let root = match trusted_root(state).map_err(|e| format!("{e:#}"))? {
         Some(root) => root,
         None => match adopt_servers_root(state, client).await? {
@@ -95,7 +110,10 @@ pub async fn check(state: &StateDir, client: &Arc<Client>, assignment: &Assignme
     let repo = store
         .load(join("v1/tuf/metadata/")?, join("v1/tuf/targets/")?, AgentTransport { client: client.clone() })
         .await
-        .map_err(|r| r.to_string())?;
+        .map_err(|r| match r {
+            Refusal::Unreachable(_) => CheckError::Transient(r.to_string()),
+            other => CheckError::Refused(other.to_string()),
+        })?;
     let installed = installed_releases(state).map_err(|e| format!("{e:#}"))?.get(&assignment.product).copied();
     let directed = Directed {
         product: &assignment.product,
@@ -108,19 +126,23 @@ pub async fn check(state: &StateDir, client: &Arc<Client>, assignment: &Assignme
     };
     rollgate_tuf::verify::check(&repo, &directed, installed)
         .map(|r| Verdict::Signed(r.release))
-        .map_err(|r: Refusal| r.to_string())
+        .map_err(|r: Refusal| CheckError::Refused(r.to_string()))
 }
 
 /// For an agent that holds no root: the server's first root, fetched over the mutual-TLS
 /// channel the agent trusts, kept from now on. None when the server publishes no repository.
-async fn adopt_servers_root(state: &StateDir, client: &Client) -> Result<Option<Vec<u8>>, String> {
+async fn adopt_servers_root(state: &StateDir, client: &Client) -> Result<Option<Vec<u8>>, CheckError> {
     match client.get_bytes("/v1/tuf/metadata/1.root.json", rollgate_tuf::verify::LIMITS.max_root_size).await {
         Ok(Some(bytes)) => {
-            keep_root_if_none(state, &bytes, "the server published (first use)").map_err(|e| format!("{e:#}"))?;
+            keep_root_if_none(state, &bytes, "the server published (first use)")
+                .map_err(|e| CheckError::Refused(format!("{e:#}")))?;
             Ok(Some(bytes))
         }
         Ok(None) => Ok(None),
-        Err(e) => Err(format!("could not ask the server for its TUF root: {e}")),
+        Err(e @ crate::client::ApiFailure::Refused { .. }) => {
+            Err(CheckError::Refused(format!("the server refused to give its TUF root: {e}")))
+        }
+        Err(e) => Err(CheckError::Transient(format!("could not ask the server for its TUF root: {e}"))),
     }
 }
 

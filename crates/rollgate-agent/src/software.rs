@@ -8,7 +8,6 @@
 //! reads nothing.
 
 use std::cmp::Ordering;
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -16,6 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
+use rollgate_core::ecosystem::{compare, Ecosystem};
 use rollgate_wire::SoftwareDelta;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
@@ -50,7 +50,12 @@ const RPM_DATABASE_DIRS: [&str; 2] = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
 const OS_RELEASE_FILES: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 
 /// The query whose output [`parse_rpm_query`] reads.
-const RPM_QUERY_FORMAT: &str = "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n";
+const RPM_QUERY_FORMAT: &str = "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n";
+
+/// The prefix of the keys under which [`parse_dpkg_status`] lists source packages. dpkg
+/// package names cannot contain `:`, so these keys collide with no binary package (only with
+/// the `name:arch` key of a package named `src`, which Debian and Ubuntu do not have).
+pub const DPKG_SOURCE_PREFIX: &str = "src:";
 
 /// How long `rpm -qa` may take; a database locked by a running transaction must not hold the
 /// agent for longer.
@@ -162,10 +167,23 @@ fn unescape_double_quoted(inner: &str) -> String {
 /// say which architecture is native, so it is taken to be the most common one among installed
 /// packages (`all` aside, ties to the alphabetically first): every native system has far more
 /// native than foreign packages, and this keeps the function free of IO.
+///
+/// Source packages: Debian's advisories (OSV, DSA) name the source package (`openssl`,
+/// `linux`), while the endpoint has binary packages built from it (`libssl3`,
+/// `linux-image-6.1.0-18-amd64`). So every installed package also yields an entry
+/// `src:SOURCE` -> source version, from its `Source:` field: `Source: openssl` (the source
+/// version is the package's own `Version`), `Source: foo (1.0-1)` (binNMUs and packages
+/// versioned apart from their source: the version in parentheses), or no `Source:` (the source
+/// is the package itself, at its `Version`). When the binaries of one source disagree (a partial
+/// upgrade left `openssl` behind `libssl3`), the lowest source version by dpkg's order is kept:
+/// the machine is vulnerable while any binary of the old build is installed, so that is the
+/// version an advisory's fixed version must be compared with.
 pub fn parse_dpkg_status(text: &str) -> BTreeMap<String, String> {
     let debs = installed_debs(text);
     let native = native_architecture(&debs);
-    key_debs(&debs, native)
+    let mut software = key_debs(&debs, native);
+    software.extend(source_versions(&debs));
+    software
 }
 
 /// The fields of one dpkg status paragraph that the inventory needs.
@@ -175,6 +193,7 @@ struct DpkgParagraph<'a> {
     status: Option<&'a str>,
     version: Option<&'a str>,
     architecture: Option<&'a str>,
+    source: Option<&'a str>,
 }
 
 impl<'a> DpkgParagraph<'a> {
@@ -195,6 +214,8 @@ impl<'a> DpkgParagraph<'a> {
             self.version = value;
         } else if field.eq_ignore_ascii_case("Architecture") {
             self.architecture = value;
+        } else if field.eq_ignore_ascii_case("Source") {
+            self.source = value;
         }
     }
 
@@ -205,7 +226,8 @@ impl<'a> DpkgParagraph<'a> {
         if !self.status.is_some_and(is_installed_status) {
             return None;
         }
-        Some(InstalledDeb { name, architecture: self.architecture.unwrap_or(""), version })
+        let (source, source_version) = deb_source(self.source, name, version);
+        Some(InstalledDeb { name, architecture: self.architecture.unwrap_or(""), version, source, source_version })
     }
 }
 
@@ -215,6 +237,24 @@ struct InstalledDeb<'a> {
     name: &'a str,
     architecture: &'a str,
     version: &'a str,
+    /// The source package it was built from.
+    source: &'a str,
+    /// The version of that source package.
+    source_version: &'a str,
+}
+
+/// The source package and source version of the binary package `package` at `version`, from
+/// its `Source:` field: `name` (at `version`), `name (source version)`, or absent or empty (the
+/// package itself at `version`). An empty name or parenthesis falls back the same way, so a
+/// malformed field still yields an entry.
+fn deb_source<'a>(field: Option<&'a str>, package: &'a str, version: &'a str) -> (&'a str, &'a str) {
+    let field = field.map(str::trim).unwrap_or("");
+    let (name, source_version) = match field.split_once('(') {
+        Some((name, rest)) => (name.trim(), rest.trim_end().trim_end_matches(')').trim()),
+        None => (field, ""),
+    };
+    let or = |value: &'a str, fallback: &'a str| if value.is_empty() { fallback } else { value };
+    (or(name, package), or(source_version, version))
 }
 
 /// True for state `installed` without an error flag, whatever is wanted of the package (want,
@@ -268,153 +308,98 @@ fn key_debs(debs: &[InstalledDeb<'_>], native: Option<&str>) -> BTreeMap<String,
     software
 }
 
+/// The `src:SOURCE` -> source version entries of [`parse_dpkg_status`], the lowest version of
+/// each source among `debs`.
+fn source_versions(debs: &[InstalledDeb<'_>]) -> BTreeMap<String, String> {
+    let mut lowest: BTreeMap<&str, &str> = BTreeMap::new();
+    for deb in debs {
+        keep_lowest(&mut lowest, deb.source, deb.source_version, Ecosystem::Dpkg);
+    }
+    lowest.into_iter().map(|(source, version)| (format!("{DPKG_SOURCE_PREFIX}{source}"), version.to_string())).collect()
+}
+
+/// Records `version` under `key` unless a version that sorts lower (by [`is_lower`]) is already
+/// there.
+fn keep_lowest<'a, K: Ord>(lowest: &mut BTreeMap<K, &'a str>, key: K, version: &'a str, ecosystem: Ecosystem) {
+    let kept = lowest.entry(key).or_insert(version);
+    if is_lower(ecosystem, version, kept) {
+        *kept = version;
+    }
+}
+
+/// Whether `a` sorts before `b` in `ecosystem`'s order. Versions the order holds equal but that
+/// are spelled differently (`1.010`, `1.10`) are ordered as text, so that which one is kept does
+/// not depend on the database's order (and the list's digest does not change when it does).
+fn is_lower(ecosystem: Ecosystem, a: &str, b: &str) -> bool {
+    compare(ecosystem, a, b).then_with(|| a.cmp(b)) == Ordering::Less
+}
+
 // ---------------------------------------------------------------- rpm
 
 /// The installed packages from the output of
-/// `rpm -qa --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n'`: name -> `VERSION-RELEASE`,
-/// or `EPOCH:VERSION-RELEASE` when the epoch is not 0.
+/// `rpm -qa --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n'`: name ->
+/// `VERSION-RELEASE`, or `EPOCH:VERSION-RELEASE` when the epoch is not 0.
 ///
 /// `gpg-pubkey` entries (imported signing keys, not software) and malformed lines are skipped.
-/// rpm installs some packages several times (kernels; multilib packages for two architectures,
-/// which the query does not tell apart): the newest by rpm's own ordering (epoch, then
-/// `rpmvercmp` of version and release) is kept, so the result does not depend on the
+///
+/// rpm installs some packages several times: kernels (several versions of one architecture)
+/// and multilib packages (`x86_64` and `i686`). When all copies have one version, it is one
+/// entry under the plain name. Otherwise the plain name holds the lowest version by rpm's
+/// order, and every architecture whose own lowest copy differs (is newer) is listed as
+/// `name:arch`, with that copy's version; newer copies of one architecture are left out. The
+/// lowest wins because the list is matched against advisories and every copy on disk can run (a
+/// 32-bit program loads the `i686` library, an older kernel can be booted): listing the newest
+/// would hide a vulnerable copy until it is removed. The result does not depend on the
 /// database's order.
 pub fn parse_rpm_query(text: &str) -> BTreeMap<String, String> {
-    let mut newest: BTreeMap<&str, Evr<'_>> = BTreeMap::new();
-    for (name, evr) in text.lines().filter_map(rpm_line) {
-        match newest.entry(name) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(evr);
-            }
-            Entry::Occupied(mut occupied) => {
-                if compare_evr(&evr, occupied.get()) == Ordering::Greater {
-                    occupied.insert(evr);
-                }
-            }
-        }
+    // Name -> architecture -> lowest version of that architecture.
+    let mut copies: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for rpm in text.lines().filter_map(rpm_line) {
+        keep_lowest(copies.entry(rpm.name).or_default(), rpm.arch, rpm.version, Ecosystem::Rpm);
     }
-    newest.into_iter().map(|(name, evr)| (name.to_string(), evr.to_string())).collect()
+    let mut software = BTreeMap::new();
+    for (name, lowest_by_arch) in copies {
+        key_rpm_copies(&mut software, name, &lowest_by_arch);
+    }
+    software
 }
 
-/// An rpm package's epoch, version and release.
-#[derive(Debug, Clone, Copy)]
-struct Evr<'a> {
-    epoch: u64,
+/// One line of the rpm query.
+#[derive(Debug)]
+struct InstalledRpm<'a> {
+    name: &'a str,
+    /// `VERSION-RELEASE`, or `EPOCH:VERSION-RELEASE` when the epoch is not 0.
     version: &'a str,
-    release: &'a str,
+    arch: &'a str,
 }
 
-impl std::fmt::Display for Evr<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.epoch == 0 {
-            write!(f, "{}-{}", self.version, self.release)
-        } else {
-            write!(f, "{}:{}-{}", self.epoch, self.version, self.release)
-        }
-    }
-}
-
-/// One line `NAME\tEPOCH:VERSION-RELEASE`; None for `gpg-pubkey` and malformed lines.
-fn rpm_line(line: &str) -> Option<(&str, Evr<'_>)> {
-    let (name, evr) = line.trim_end_matches('\r').split_once('\t')?;
-    let name = name.trim();
-    if name.is_empty() || name == "gpg-pubkey" {
+/// One line `NAME\tEPOCH:VERSION-RELEASE\tARCH`; None for `gpg-pubkey` and malformed lines.
+fn rpm_line(line: &str) -> Option<InstalledRpm<'_>> {
+    let mut fields = line.trim_end_matches('\r').split('\t').map(str::trim);
+    let (name, evr, arch) = (fields.next()?, fields.next()?, fields.next()?);
+    if fields.next().is_some() || name.is_empty() || name == "gpg-pubkey" || arch.is_empty() {
         return None;
     }
-    let (epoch, version_release) = evr.trim().split_once(':')?;
-    let epoch = epoch.parse().ok()?;
+    let (epoch, version_release) = evr.split_once(':')?;
+    let epoch: u64 = epoch.parse().ok()?;
     // Neither version nor release may contain `-`, so the last one separates them.
     let (version, release) = version_release.rsplit_once('-')?;
     if version.is_empty() || release.is_empty() {
         return None;
     }
-    Some((name, Evr { epoch, version, release }))
+    let version = if epoch == 0 { version_release } else { evr };
+    Some(InstalledRpm { name, version, arch })
 }
 
-/// rpm's ordering of two packages' epoch, version and release.
-fn compare_evr(a: &Evr<'_>, b: &Evr<'_>) -> Ordering {
-    a.epoch.cmp(&b.epoch).then_with(|| rpmvercmp(a.version, b.version)).then_with(|| rpmvercmp(a.release, b.release))
-}
-
-/// rpm's `rpmvercmp`: alternating runs of digits (compared as numbers) and letters (compared
-/// as text), other characters separating them; a digit run is newer than a letter run; `~`
-/// sorts before everything (even the end: `1.0~rc1` < `1.0`), `^` after the end but before
-/// anything else (`1.0` < `1.0^git1` < `1.0.1`).
-fn rpmvercmp(a: &str, b: &str) -> Ordering {
-    let (mut one, mut two) = (a.as_bytes(), b.as_bytes());
-    if one == two {
-        return Ordering::Equal;
+/// Adds the entries of one package name, installed as `lowest_by_arch` (architecture -> its
+/// lowest version), under the rule of [`parse_rpm_query`].
+fn key_rpm_copies(software: &mut BTreeMap<String, String>, name: &str, lowest_by_arch: &BTreeMap<&str, &str>) {
+    let lowest = lowest_by_arch.values().copied().reduce(|a, b| if is_lower(Ecosystem::Rpm, b, a) { b } else { a });
+    let Some(lowest) = lowest else { return };
+    software.insert(name.to_string(), lowest.to_string());
+    for (arch, version) in lowest_by_arch.iter().filter(|(_, version)| **version != lowest) {
+        software.insert(format!("{name}:{arch}"), version.to_string());
     }
-    loop {
-        one = skip_version_separators(one);
-        two = skip_version_separators(two);
-        if let Some(decided) = compare_tilde_or_caret(&mut one, &mut two) {
-            match decided {
-                Ordering::Equal => continue,
-                other => return other,
-            }
-        }
-        if one.is_empty() || two.is_empty() {
-            break;
-        }
-        let numeric = one[0].is_ascii_digit();
-        let (run_one, rest_one) = split_version_run(one, numeric);
-        let (run_two, rest_two) = split_version_run(two, numeric);
-        if run_two.is_empty() {
-            // Different kinds of run: the numeric one is newer.
-            return if numeric { Ordering::Greater } else { Ordering::Less };
-        }
-        let order = if numeric { compare_digit_runs(run_one, run_two) } else { run_one.cmp(run_two) };
-        if order != Ordering::Equal {
-            return order;
-        }
-        (one, two) = (rest_one, rest_two);
-    }
-    // Whichever still has characters left is newer.
-    match (one.is_empty(), two.is_empty()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Less,
-        (false, _) => Ordering::Greater,
-    }
-}
-
-/// Drops leading characters that are neither alphanumeric nor `~` nor `^`.
-fn skip_version_separators(version: &[u8]) -> &[u8] {
-    let start = version.iter().position(|c| c.is_ascii_alphanumeric() || *c == b'~' || *c == b'^');
-    &version[start.unwrap_or(version.len())..]
-}
-
-/// The `~` and `^` rules of [`rpmvercmp`]: Some(Equal) when both start with the same one (then
-/// skipped), Some(order) when they decide, None when neither applies.
-fn compare_tilde_or_caret(one: &mut &[u8], two: &mut &[u8]) -> Option<Ordering> {
-    let decided = match (one.first(), two.first()) {
-        (Some(b'~'), Some(b'~')) | (Some(b'^'), Some(b'^')) => Ordering::Equal,
-        (Some(b'~'), _) => Ordering::Less,
-        (_, Some(b'~')) => Ordering::Greater,
-        (None, Some(b'^')) => Ordering::Less,
-        (Some(b'^'), None) => Ordering::Greater,
-        (Some(b'^'), Some(_)) => Ordering::Less,
-        (Some(_), Some(b'^')) => Ordering::Greater,
-        _ => return None,
-    };
-    if decided == Ordering::Equal {
-        (*one, *two) = (&one[1..], &two[1..]);
-    }
-    Some(decided)
-}
-
-/// The leading run of digits (or of letters) and the rest.
-fn split_version_run(version: &[u8], numeric: bool) -> (&[u8], &[u8]) {
-    let in_run = |c: &u8| if numeric { c.is_ascii_digit() } else { c.is_ascii_alphabetic() };
-    let end = version.iter().position(|c| !in_run(c)).unwrap_or(version.len());
-    version.split_at(end)
-}
-
-/// Two runs of digits compared as numbers of any length.
-fn compare_digit_runs(one: &[u8], two: &[u8]) -> Ordering {
-    let strip = |run: &[u8]| -> usize { run.iter().position(|c| *c != b'0').unwrap_or(run.len()) };
-    let (one, two) = (&one[strip(one)..], &two[strip(two)..]);
-    one.len().cmp(&two.len()).then_with(|| one.cmp(two))
 }
 
 // ---------------------------------------------------------------- scanning
@@ -694,21 +679,23 @@ mod tests {
                     Package: e\nStatus: purge ok not-installed\n\n\
                     Package: f\nStatus: install reinstreq installed\nVersion: 6\n\n\
                     Package: g\nStatus: deinstall ok installed\nVersion: 7\n";
-        assert_eq!(parse_dpkg_status(text), map(&[("a", "1"), ("b", "2"), ("g", "7")]));
+        let expected = map(&[("a", "1"), ("b", "2"), ("g", "7"), ("src:a", "1"), ("src:b", "2"), ("src:g", "7")]);
+        assert_eq!(parse_dpkg_status(text), expected);
     }
 
     #[test]
     fn paragraphs_without_package_version_or_status_are_skipped() {
         let text = "Status: install ok installed\nVersion: 1\n\nPackage: b\nStatus: install ok installed\n\n\
                     Package: c\nVersion: 3\n\nPackage: d\nStatus: install ok installed\nVersion: 4";
-        assert_eq!(parse_dpkg_status(text), map(&[("d", "4")]));
+        assert_eq!(parse_dpkg_status(text), map(&[("d", "4"), ("src:d", "4")]));
     }
 
     #[test]
     fn continuation_lines_crlf_and_field_case_are_handled() {
         let text = "package: a\r\nstatus: install ok installed\r\nDescription: x\r\n Version: 9\r\n .\r\n\
                     VERSION:  1:2.0-1 \r\n\r\n \r\nPackage: b\r\nStatus: install ok installed\r\nVersion: 2\r\n";
-        assert_eq!(parse_dpkg_status(text), map(&[("a", "1:2.0-1"), ("b", "2")]));
+        let expected = map(&[("a", "1:2.0-1"), ("b", "2"), ("src:a", "1:2.0-1"), ("src:b", "2")]);
+        assert_eq!(parse_dpkg_status(text), expected);
     }
 
     #[test]
@@ -734,6 +721,11 @@ mod tests {
             ("libc6:i386", "2.36-8"),
             ("libfoo:armhf", "2"),
             ("libfoo:i386", "1"),
+            ("src:bash", "5.2"),
+            ("src:coreutils", "9.1"),
+            ("src:libc6", "2.36-8"),
+            ("src:libfoo", "1"),
+            ("src:zlib1g", "1:1.2.13"),
             ("zlib1g", "1:1.2.13"),
         ]);
         assert_eq!(parse_dpkg_status(&text), expected);
@@ -741,7 +733,8 @@ mod tests {
 
     #[test]
     fn the_native_architecture_is_the_most_common_one() {
-        let deb = |architecture| InstalledDeb { name: "x", architecture, version: "1" };
+        let deb =
+            |architecture| InstalledDeb { name: "x", architecture, version: "1", source: "x", source_version: "1" };
         let debs = [deb("all"), deb("all"), deb("all"), deb("i386"), deb("amd64"), deb("amd64")];
         assert_eq!(native_architecture(&debs), Some("amd64"));
         assert_eq!(native_architecture(&[deb("i386"), deb("amd64")]), Some("amd64"));
@@ -749,43 +742,108 @@ mod tests {
     }
 
     #[test]
+    fn the_source_field_names_the_source_and_maybe_its_version() {
+        let cases = [
+            (None, ("nginx-full", "1.22.1-9")),
+            (Some("nginx"), ("nginx", "1.22.1-9")),
+            (Some("nginx (1.22.1-8)"), ("nginx", "1.22.1-8")),
+            (Some("  nginx   ( 1:1.22.1-8 ) "), ("nginx", "1:1.22.1-8")),
+            (Some("nginx ()"), ("nginx", "1.22.1-9")),
+            (Some("nginx (1.22.1-8"), ("nginx", "1.22.1-8")),
+            (Some("(1.22.1-8)"), ("nginx-full", "1.22.1-8")),
+            (Some(""), ("nginx-full", "1.22.1-9")),
+        ];
+        for (field, expected) in cases {
+            assert_eq!(deb_source(field, "nginx-full", "1.22.1-9"), expected, "{field:?}");
+        }
+    }
+
+    #[test]
+    fn of_disagreeing_binaries_the_lowest_source_version_by_dpkg_order_is_kept() {
+        let paragraph = |name: &str, source: &str, version: &str| {
+            format!("Package: {name}\nStatus: install ok installed\nSource: {source}\nVersion: {version}\n\n")
+        };
+        // By text, `1.0-10` < `1.0-9` and `2.0` < `2.0~rc1`; dpkg orders them the other way.
+        let text = [
+            paragraph("a1", "a", "1.0-9"),
+            paragraph("a2", "a", "1.0-10"),
+            paragraph("b1", "b", "2.0"),
+            paragraph("b2", "b", "2.0~rc1"),
+            paragraph("c1", "c (1:0.5-1)", "3"),
+            paragraph("c2", "c", "2:0.1-1"),
+        ]
+        .concat();
+        let sources: BTreeMap<String, String> =
+            parse_dpkg_status(&text).into_iter().filter(|(name, _)| name.starts_with(DPKG_SOURCE_PREFIX)).collect();
+        assert_eq!(sources, map(&[("src:a", "1.0-9"), ("src:b", "2.0~rc1"), ("src:c", "1:0.5-1")]));
+    }
+
+    #[test]
     fn rpm_versions_carry_the_epoch_only_when_it_is_not_zero() {
-        let text = "bash\t0:5.1.8-6.el9\nopenssl\t1:3.0.7-27.el9\r\ngpg-pubkey\t0:fd431d51-4ae0493b\n\
-                    broken line\nnoepoch\t:1-2\nnorelease\t0:1\n\n";
+        let text = "bash\t0:5.1.8-6.el9\tx86_64\nopenssl\t1:3.0.7-27.el9\tx86_64\r\n\
+                    gpg-pubkey\t0:fd431d51-4ae0493b\t(none)\nbroken line\nnoepoch\t:1-2\tx86_64\n\
+                    norelease\t0:1\tx86_64\nnoarch\t0:1-2\nemptyarch\t0:1-2\t\nextra\t0:1-2\tx86_64\tx\n\n";
         assert_eq!(parse_rpm_query(text), map(&[("bash", "5.1.8-6.el9"), ("openssl", "1:3.0.7-27.el9")]));
     }
 
     #[test]
-    fn of_several_installed_rpm_versions_the_newest_is_kept() {
-        let text = "kernel\t0:5.14.0-362.el9\nkernel\t0:5.14.0-427.el9\nkernel\t0:5.14.0-70.el9\n\
-                    tzdata\t0:2024a-1.el9\nfoo\t1:1.0-1\nfoo\t0:9.0-1\n";
-        let expected = map(&[("foo", "1:1.0-1"), ("kernel", "5.14.0-427.el9"), ("tzdata", "2024a-1.el9")]);
+    fn of_several_copies_of_one_rpm_architecture_the_lowest_is_kept() {
+        let text = "kernel\t0:5.14.0-362.el9\tx86_64\nkernel\t0:5.14.0-427.el9\tx86_64\n\
+                    kernel\t0:5.14.0-70.el9\tx86_64\ntzdata\t0:2024a-1.el9\tnoarch\n\
+                    foo\t1:1.0-1\tx86_64\nfoo\t0:9.0-1\tx86_64\n";
+        let expected = map(&[("foo", "9.0-1"), ("kernel", "5.14.0-70.el9"), ("tzdata", "2024a-1.el9")]);
         assert_eq!(parse_rpm_query(text), expected);
     }
 
     #[test]
-    fn rpmvercmp_follows_rpm() {
-        use Ordering::{Equal, Greater, Less};
-        let cases = [
-            ("1.0", "1.0", Equal),
-            ("1.0", "1.0.1", Less),
-            ("2.10", "2.9", Greater),
-            ("1.010", "1.10", Equal),
-            ("1.0a", "1.0", Greater),
-            ("1.a", "1.1", Less),
-            ("1.0~rc1", "1.0", Less),
-            ("1.0~rc1", "1.0~rc2", Less),
-            ("1.0^git1", "1.0", Greater),
-            ("1.0^git1", "1.0.1", Less),
-            ("1.0^", "1.0^git1", Less),
-            ("1_0", "1.0", Equal),
-            ("abc", "abd", Less),
-            ("5.14.0", "5.14.0", Equal),
-            ("fc4", "fc.4", Equal),
+    fn rpm_architectures_newer_than_the_lowest_copy_are_keyed_by_architecture() {
+        let text = "same\t0:1-1\tx86_64\nsame\t0:1-1\ti686\n\
+                    multi\t0:2-1\tx86_64\nmulti\t0:1-1\ti686\nmulti\t0:3-1\taarch64\n\
+                    mixed\t0:1-1\tx86_64\nmixed\t0:2-1\tx86_64\nmixed\t0:1-1\ti686\n";
+        let expected = map(&[
+            ("mixed", "1-1"),
+            ("multi", "1-1"),
+            ("multi:aarch64", "3-1"),
+            ("multi:x86_64", "2-1"),
+            ("same", "1-1"),
+        ]);
+        assert_eq!(parse_rpm_query(text), expected);
+        let reversed: String = text.lines().rev().map(|line| format!("{line}\n")).collect();
+        assert_eq!(parse_rpm_query(&reversed), expected);
+    }
+
+    #[test]
+    fn the_lowest_rpm_copy_follows_rpm_order() {
+        // Each pair is (older, newer) by rpmvercmp; text order disagrees for most of them.
+        let pairs = [
+            ("1.0-1", "1.0.1-1"),
+            ("2.9-1", "2.10-1"),
+            ("1.0-1", "1.0a-1"),
+            ("1.a-1", "1.1-1"),
+            ("1.0~rc1-1", "1.0-1"),
+            ("1.0~rc1-1", "1.0~rc2-1"),
+            ("1.0-1", "1.0^git1-1"),
+            ("1.0^git1-1", "1.0.1-1"),
+            ("1.0^-1", "1.0^git1-1"),
+            ("abc-1", "abd-1"),
+            ("1.0-9.el9", "1.0-10.el9"),
+            ("9.0-1", "1:1.0-1"),
         ];
-        for (a, b, expected) in cases {
-            assert_eq!(rpmvercmp(a, b), expected, "{a} vs {b}");
-            assert_eq!(rpmvercmp(b, a), expected.reverse(), "{b} vs {a}");
+        for (older, newer) in pairs {
+            let line = |version: &str| {
+                let evr = if version.contains(':') { version.to_string() } else { format!("0:{version}") };
+                format!("p\t{evr}\tx86_64\n")
+            };
+            for text in [line(older) + &line(newer), line(newer) + &line(older)] {
+                assert_eq!(parse_rpm_query(&text), map(&[("p", older)]), "{older} vs {newer}");
+            }
+        }
+    }
+
+    #[test]
+    fn versions_rpm_holds_equal_are_kept_the_same_whatever_the_order() {
+        for text in ["p\t0:1.010-1\tx86_64\np\t0:1.10-1\tx86_64\n", "p\t0:1.10-1\tx86_64\np\t0:1.010-1\tx86_64\n"] {
+            assert_eq!(parse_rpm_query(text), map(&[("p", "1.010-1")]));
         }
     }
 

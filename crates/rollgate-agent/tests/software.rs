@@ -1,4 +1,5 @@
-//! The installed-software inventory: the dpkg and rpm parsers on realistic fixtures, deltas
+//! The installed-software inventory: the dpkg and rpm parsers on realistic fixtures (source
+//! packages, Multi-Arch, multilib, several kernels), deltas
 //! that rebuild the list they describe, the real dpkg database of this machine when it has one,
 //! and the report's exchange with a server (a real TLS listener on loopback answering scripted
 //! HTTP/1.1 responses), including its fall-back to the whole list on 409.
@@ -190,23 +191,109 @@ fn dpkg_expected() -> BTreeMap<String, String> {
         ("libc6", "2.36-9+deb12u14"),
         ("libc6:i386", "2.36-9+deb12u13"),
         ("openssh-server", "1:9.2p1-2+deb12u3"),
+        // No `Source:`: the package is its own source.
+        ("src:adduser", "3.134"),
+        ("src:dpkg", "1.21.22"),
+        // The two libc6 instances disagree: the lower one.
+        ("src:glibc", "2.36-9+deb12u13"),
+        ("src:openssh", "1:9.2p1-2+deb12u3"),
+        // `Source: util-linux (2.38.1-5+deb12u3)`: the version in parentheses, without the
+        // binary's epoch.
+        ("src:util-linux", "2.38.1-5+deb12u3"),
+        ("src:zlib", "1:1.2.13.dfsg-1"),
         ("zlib1g", "1:1.2.13.dfsg-1"),
     ])
 }
 
-/// Output of `rpm -qa --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n'` on a RHEL 9 system:
-/// database order, two kernels, a multilib package twice, imported signing keys.
+/// Binary packages whose advisories name their source: nginx-full and nginx-common from nginx,
+/// disagreeing after a partial upgrade (by text `1.22.1-10` sorts first, by dpkg `1.22.1-9`);
+/// libssl3 (`Source: openssl`) upgraded past openssl (a `~` version, lower by dpkg); a binNMU
+/// whose source version is in parentheses; a package removed but for its configuration, which
+/// yields no source entry.
+const DPKG_SOURCES: &str = "\
+Package: nginx-common
+Status: install ok installed
+Architecture: all
+Multi-Arch: foreign
+Source: nginx
+Version: 1.22.1-10
+Description: small, powerful, scalable web/proxy server - common files
+
+Package: nginx-full
+Status: install ok installed
+Architecture: amd64
+Source: nginx
+Version: 1.22.1-9
+Depends: nginx-common (= 1.22.1-9)
+Description: nginx web/proxy server (standard version)
+
+Package: libssl3
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Source: openssl
+Version: 3.0.15-1
+Description: Secure Sockets Layer toolkit - shared libraries
+
+Package: openssl
+Status: install ok installed
+Architecture: amd64
+Version: 3.0.15-1~deb12u1
+Description: Secure Sockets Layer toolkit - cryptographic utility
+
+Package: libfoo1
+Status: install ok installed
+Architecture: amd64
+Source: foo (1.0-1)
+Version: 1.0-1+b1
+Description: rebuilt without a source change (binNMU)
+
+Package: apache2-bin
+Status: deinstall ok config-files
+Architecture: amd64
+Source: apache2
+Version: 2.4.62-1~deb12u1
+Description: Apache HTTP Server (modules and other binary files)
+";
+
+#[test]
+fn dpkg_binaries_also_list_their_source_at_its_lowest_version() {
+    let expected = map(&[
+        ("libfoo1", "1.0-1+b1"),
+        ("libssl3", "3.0.15-1"),
+        ("nginx-common", "1.22.1-10"),
+        ("nginx-full", "1.22.1-9"),
+        ("openssl", "3.0.15-1~deb12u1"),
+        ("src:foo", "1.0-1"),
+        ("src:nginx", "1.22.1-9"),
+        ("src:openssl", "3.0.15-1~deb12u1"),
+    ]);
+    assert_eq!(parse_dpkg_status(DPKG_SOURCES), expected);
+    let reversed: String = DPKG_SOURCES
+        .split("\n\n")
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(|p| format!("{}\n\n", p.trim_end()))
+        .collect();
+    assert_eq!(parse_dpkg_status(&reversed), expected);
+}
+
+/// Output of `rpm -qa --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n'` on a RHEL 9
+/// system: database order, imported signing keys, two kernels, multilib glibc at one version
+/// for both architectures, and multilib openssl-libs with the `i686` copy left behind.
 const RPM_QUERY: &str = "\
-gpg-pubkey\t0:fd431d51-4ae0493b
-bash\t0:5.1.8-9.el9
-openssl-libs\t1:3.0.7-27.el9
-kernel-core\t0:5.14.0-427.13.1.el9_4
-glibc\t0:2.34-100.el9_4.2
-gpg-pubkey\t0:5a6340b3-6229229e
-kernel-core\t0:5.14.0-362.24.1.el9_3
-glibc\t0:2.34-100.el9_4.2
-tzdata\t0:2024a-1.el9
-vim-minimal\t2:8.2.2637-20.el9_1
+gpg-pubkey\t0:fd431d51-4ae0493b\t(none)
+bash\t0:5.1.8-9.el9\tx86_64
+openssl-libs\t1:3.0.7-27.el9\tx86_64
+kernel-core\t0:5.14.0-427.13.1.el9_4\tx86_64
+glibc\t0:2.34-100.el9_4.2\tx86_64
+gpg-pubkey\t0:5a6340b3-6229229e\t(none)
+kernel-core\t0:5.14.0-362.24.1.el9_3\tx86_64
+glibc\t0:2.34-100.el9_4.2\ti686
+openssl-libs\t1:3.0.7-25.el9_3\ti686
+tzdata\t0:2024a-1.el9\tnoarch
+vim-minimal\t2:8.2.2637-20.el9_1\tx86_64
 ";
 
 fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -224,16 +311,19 @@ fn a_dpkg_status_file_with_crlf_line_ends_reads_the_same() {
 }
 
 #[test]
-fn rpm_query_output_yields_the_newest_of_each_package_without_keys() {
+fn rpm_query_output_yields_the_lowest_copy_under_the_plain_name_and_newer_architectures_apart() {
     let expected = map(&[
         ("bash", "5.1.8-9.el9"),
         ("glibc", "2.34-100.el9_4.2"),
-        ("kernel-core", "5.14.0-427.13.1.el9_4"),
-        ("openssl-libs", "1:3.0.7-27.el9"),
+        ("kernel-core", "5.14.0-362.24.1.el9_3"),
+        ("openssl-libs", "1:3.0.7-25.el9_3"),
+        ("openssl-libs:x86_64", "1:3.0.7-27.el9"),
         ("tzdata", "2024a-1.el9"),
         ("vim-minimal", "2:8.2.2637-20.el9_1"),
     ]);
     assert_eq!(parse_rpm_query(RPM_QUERY), expected);
+    let reversed: String = RPM_QUERY.lines().rev().map(|line| format!("{line}\n")).collect();
+    assert_eq!(parse_rpm_query(&reversed), expected);
 }
 
 /// What the server does with a delta: the list it describes.
@@ -257,8 +347,15 @@ fn a_delta_rebuilds_the_current_list_from_the_acknowledged_one() {
     let current = parse_dpkg_status(&upgraded);
     let change = delta(Some(&ack), "dpkg", &current).unwrap();
     assert_eq!(change.base.as_deref(), Some(ack.digest.as_str()));
-    assert_eq!(change.remove, ["adduser", "libc6:i386"]);
-    assert_eq!(change.upsert, map(&[("adduser-ng", "3.134"), ("apache2", "2.4.62-1~deb12u1")]));
+    assert_eq!(change.remove, ["adduser", "libc6:i386", "src:adduser"]);
+    let upsert = map(&[
+        ("adduser-ng", "3.134"),
+        ("apache2", "2.4.62-1~deb12u1"),
+        ("src:adduser-ng", "3.134"),
+        ("src:apache2", "2.4.62-1~deb12u1"),
+        ("src:glibc", "2.36-9+deb12u14"),
+    ]);
+    assert_eq!(change.upsert, upsert);
     let rebuilt = apply(&before, &change);
     assert_eq!(rebuilt, current);
     assert_eq!(software_digest(&rebuilt), change.digest);
@@ -273,6 +370,7 @@ async fn this_machines_dpkg_database_lists_dpkg() {
     let (source, software) = scan().await.unwrap();
     assert_eq!(source, "dpkg");
     assert!(software.contains_key("dpkg"), "{} packages, dpkg not among them", software.len());
+    assert!(software.contains_key("src:dpkg"), "{} packages, src:dpkg not among them", software.len());
 }
 
 /// One request the fake server received.

@@ -39,6 +39,51 @@ struct Run<'a> {
     feed: &'a FeedRecord,
     http: reqwest::Client,
     record: FeedRun,
+    /// Documents already handled in this run (a document listed by two indexes is fetched once).
+    handled: std::collections::HashSet<String>,
+    /// When this run last renewed its lease.
+    lease_renewed: tokio::time::Instant,
+}
+
+/// The lease that keeps a feed's runs on one replica.
+fn lease_name(feed: &str) -> String {
+    format!("feed:{feed}")
+}
+
+/// Feeds running in this process: a manual run and the poller never run one feed at once.
+static RUNNING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Marks `feed` running in this process until dropped; None when it already runs.
+pub struct Running(String);
+
+impl Running {
+    /// Claims `feed`.
+    pub fn claim(feed: &str) -> Option<Running> {
+        let mut running = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        running.insert(feed.to_string()).then(|| Running(feed.to_string()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.0);
+    }
+}
+
+/// How often a long run renews its lease (the lease lasts `RUN_LEASE_MS`).
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(300);
+
+/// Takes the feed's lease for this replica; false when another replica holds it.
+pub async fn take_lease(state: &AppState, feed: &str) -> anyhow::Result<bool> {
+    Ok(state.store.try_lease(&lease_name(feed), &state.replica_id, Timestamp::now(), RUN_LEASE_MS).await?)
+}
+
+/// Gives the lease up at once (it expires now), so another replica may run the feed.
+pub async fn release_lease(state: &AppState, feed: &str) {
+    if let Err(e) = state.store.try_lease(&lease_name(feed), &state.replica_id, Timestamp::now(), 0).await {
+        tracing::warn!(feed, "could not release the feed lease: {e}");
+    }
 }
 
 /// What a conditional GET gave.
@@ -51,9 +96,22 @@ enum Fetched {
 
 /// An HTTPS client trusting the public roots and the feed's own CA, if it has one.
 fn client_for(feed: &FeedRecord) -> anyhow::Result<reqwest::Client> {
+    let host = feed_origin(&feed.url);
+    // Redirects only within the feed's own origin: a provider must not steer the server (and
+    // the CA trusted for this feed) towards other hosts.
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("more than 5 redirects")
+        } else if host.is_some() && origin_of(attempt.url()) == host {
+            attempt.follow()
+        } else {
+            attempt.error("a redirect to another host")
+        }
+    });
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .https_only(true)
+        .redirect(redirects)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(600))
         .user_agent(concat!("rollgate/", env!("CARGO_PKG_VERSION")));
@@ -63,6 +121,24 @@ fn client_for(feed: &FeedRecord) -> anyhow::Result<reqwest::Client> {
     Ok(builder.build()?)
 }
 
+/// The scheme, host and port of a URL.
+fn origin_of(url: &url::Url) -> Option<(String, String, Option<u16>)> {
+    Some((url.scheme().to_string(), url.host_str()?.to_string(), url.port_or_known_default()))
+}
+
+fn feed_origin(url: &str) -> Option<(String, String, Option<u16>)> {
+    url::Url::parse(url).ok().as_ref().and_then(origin_of)
+}
+
+/// Refuses a URL a provider's document points to outside the feed's origin.
+fn ensure_same_origin(feed_url: &str, url: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).with_context(|| format!("bad URL {url}"))?;
+    if origin_of(&parsed).is_none() || origin_of(&parsed) != feed_origin(feed_url) {
+        anyhow::bail!("{url} is not on the feed's host ({feed_url}); add it as a feed of its own");
+    }
+    Ok(())
+}
+
 impl Run<'_> {
     fn fail(&mut self, what: impl std::fmt::Display) {
         self.record.failed += 1;
@@ -70,8 +146,24 @@ impl Run<'_> {
         self.record.errors.push(what.to_string());
     }
 
+    /// Renews the lease when it is due; an error when another replica took the feed over.
+    async fn keep_lease(&mut self) -> anyhow::Result<()> {
+        if self.lease_renewed.elapsed() < LEASE_RENEW_EVERY {
+            return Ok(());
+        }
+        if !take_lease(self.state, &self.feed.name).await? {
+            anyhow::bail!("another server took this feed over; stopping this run");
+        }
+        self.lease_renewed = tokio::time::Instant::now();
+        Ok(())
+    }
+
     /// A conditional GET of `url`.
     async fn fetch(&mut self, url: &str) -> anyhow::Result<Fetched> {
+        self.keep_lease().await?;
+        if self.feed.kind != "dir" {
+            ensure_same_origin(&self.feed.url, url)?;
+        }
         let before = self.state.store.feed_file(&self.feed.name, url).await?.unwrap_or_default();
         let mut request = self.http.get(url);
         if let Some(etag) = &before.etag {
@@ -93,7 +185,7 @@ impl Run<'_> {
         if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             anyhow::bail!("GET {url}: larger than {MAX_BODY_BYTES} bytes");
         }
-        let body = response.bytes().await.with_context(|| format!("GET {url}"))?.to_vec();
+        let body = read_capped(response, url).await?;
         self.record.downloaded += 1;
         let sha256 = hex::encode(Sha256::digest(&body));
         Ok(Fetched::Body(body, FeedFile { etag, last_modified, sha256: Some(sha256), changed_at: None, body: None }))
@@ -125,7 +217,23 @@ impl Run<'_> {
     }
 }
 
-/// Runs `feed` once and records the run.
+/// Reads a body, refusing it past `MAX_BODY_BYTES` whatever the headers said.
+async fn read_capped(response: reqwest::Response, url: &str) -> anyhow::Result<Vec<u8>> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("GET {url}"))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            anyhow::bail!("GET {url}: larger than {MAX_BODY_BYTES} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Runs `feed` once and records the run. The caller holds the feed's lease and its
+/// [`Running`] claim.
 pub async fn run_feed(state: &AppState, feed: &FeedRecord) -> FeedRun {
     let started_at = Timestamp::now();
     let record = FeedRun {
@@ -140,7 +248,14 @@ pub async fn run_feed(state: &AppState, feed: &FeedRecord) -> FeedRun {
         errors: Vec::new(),
     };
     let mut run = match client_for(feed) {
-        Ok(http) => Run { state, feed, http, record },
+        Ok(http) => Run {
+            state,
+            feed,
+            http,
+            record,
+            handled: std::collections::HashSet::new(),
+            lease_renewed: tokio::time::Instant::now(),
+        },
         Err(e) => {
             let mut record = record;
             record.failed = 1;
@@ -282,6 +397,12 @@ async fn rolie_feed(run: &mut Run<'_>, url: &str) -> anyhow::Result<()> {
 /// Fetches and imports one listed document unless its listed change time is the one recorded
 /// at its last import; true when it is handled.
 async fn fetch_document(run: &mut Run<'_>, url: &str, changed_at: &str) -> bool {
+    if !run.handled.insert(url.to_string()) {
+        return true;
+    }
+    // Indexes write times differently (`Z`, `.000Z`, `+00:00`): compare them as instants.
+    let normalized = rollgate_advisories::dates::timestamp(changed_at).map(|t| t.to_string());
+    let changed_at = normalized.as_deref().unwrap_or(changed_at);
     let recorded = match run.state.store.feed_file(&run.feed.name, url).await {
         Ok(f) => f,
         Err(e) => {
@@ -332,33 +453,47 @@ async fn run_osv_archive(run: &mut Run<'_>) -> anyhow::Result<()> {
     let url = run.feed.url.clone();
     let Fetched::Body(bytes, file) = run.fetch(&url).await? else { return Ok(()) };
     let documents = tokio::task::spawn_blocking(move || unzip_documents(&bytes)).await??;
-    let mut all_handled = true;
     for (name, bytes) in documents {
-        all_handled &= run.import(&format!("{url}!{name}"), &bytes).await;
+        run.import(&format!("{url}!{name}"), &bytes).await;
     }
-    if all_handled {
-        run.state.store.put_feed_file(&run.feed.name, &url, &file).await?;
-    }
+    // Recorded even when some records failed: the same bytes would fail the same way, and
+    // the failures are in this run's record. A new archive is read again in full.
+    run.state.store.put_feed_file(&run.feed.name, &url, &file).await?;
     Ok(())
 }
+
+/// Limits on an archive's contents: a member, all members together, and their number. Reads
+/// are cut at these sizes whatever the archive declares, so a zip bomb ends in an error, not in
+/// a full memory.
+const MAX_MEMBER_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_ARCHIVE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+const MAX_MEMBERS: usize = 500_000;
 
 /// The `.json` members of a zip archive.
 fn unzip_documents(bytes: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     use std::io::Read;
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).context("not a zip archive")?;
+    if archive.len() > MAX_MEMBERS {
+        anyhow::bail!("the archive has {} members, more than {MAX_MEMBERS}", archive.len());
+    }
     let mut out = Vec::new();
+    let mut total: u64 = 0;
     for i in 0..archive.len() {
-        let mut member = archive.by_index(i)?;
+        let member = archive.by_index(i)?;
         if !member.is_file() || !member.name().ends_with(".json") {
             continue;
         }
-        // A member's declared size is checked before reading: a zip bomb must not fill memory.
-        if member.size() > 64 * 1024 * 1024 {
-            anyhow::bail!("{} is larger than 64 MiB", member.name());
+        let name = member.name().to_string();
+        let mut data = Vec::new();
+        member.take(MAX_MEMBER_BYTES + 1).read_to_end(&mut data)?;
+        if data.len() as u64 > MAX_MEMBER_BYTES {
+            anyhow::bail!("{name} is larger than {MAX_MEMBER_BYTES} bytes");
         }
-        let mut data = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
-        member.by_ref().take(64 * 1024 * 1024).read_to_end(&mut data)?;
-        out.push((member.name().to_string(), data));
+        total += data.len() as u64;
+        if total > MAX_ARCHIVE_BYTES {
+            anyhow::bail!("the archive holds more than {MAX_ARCHIVE_BYTES} bytes of records");
+        }
+        out.push((name, data));
     }
     Ok(out)
 }
@@ -370,6 +505,10 @@ async fn run_dir(run: &mut Run<'_>) -> anyhow::Result<()> {
         let key = format!("file://{}", path.display());
         run.record.requests += 1;
         let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.len() > MAX_MEMBER_BYTES {
+            run.fail(format!("{}: larger than {MAX_MEMBER_BYTES} bytes", path.display()));
+            continue;
+        }
         let stamp = format!(
             "{}:{}",
             meta.len(),
@@ -408,7 +547,9 @@ fn list_documents(root: &std::path::Path) -> anyhow::Result<Vec<std::path::PathB
         .collect();
     entries.sort();
     for path in entries {
-        if path.is_dir() {
+        // Symbolic links to directories are not followed: a loop must not recurse for ever.
+        let is_real_dir = std::fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+        if is_real_dir {
             out.extend(list_documents(&path)?);
         } else if matches!(path.extension().and_then(|e| e.to_str()), Some("json" | "xml")) {
             out.push(path);
@@ -433,11 +574,12 @@ async fn run_due(state: &AppState) -> anyhow::Result<()> {
         if feed.next_run_at > now {
             continue;
         }
-        let lease = format!("feed:{}", feed.name);
-        if !state.store.try_lease(&lease, &state.replica_id, now, RUN_LEASE_MS).await? {
+        let Some(_running) = Running::claim(&feed.name) else { continue };
+        if !take_lease(state, &feed.name).await? {
             continue;
         }
         run_feed(state, &feed).await;
+        release_lease(state, &feed.name).await;
         let next = Timestamp::now()
             + jiff::SignedDuration::from_secs(i64::try_from(feed.interval_secs).unwrap_or(i64::MAX / 2));
         state.store.schedule_feed(&feed.name, next).await?;

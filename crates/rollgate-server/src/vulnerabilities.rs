@@ -9,43 +9,35 @@ use rollgate_advisories::{Advisory, CveRecord};
 use rollgate_store::{EndpointRecord, Store};
 use rollgate_wire::AffectedEndpoint;
 
-/// An endpoint's installed software: its packages and the products Rollgate manages there.
-fn software_of(endpoint: &EndpointRecord, packages: BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut software = packages;
-    for (product, version) in &endpoint.products {
-        software.entry(product.clone()).or_insert_with(|| version.clone());
+/// What matching sees of an endpoint: its platform, the packages given, its managed products.
+fn inventory<'a>(endpoint: &'a EndpointRecord, packages: &'a BTreeMap<String, String>) -> Inventory<'a> {
+    Inventory {
+        os_id: endpoint.os_id.as_deref(),
+        os_version: endpoint.os_version.as_deref(),
+        packages,
+        products: &endpoint.products,
     }
-    software
 }
 
-fn findings_for(advisory: &Advisory, endpoint: &EndpointRecord, software: &BTreeMap<String, String>) -> Vec<Finding> {
-    let inventory =
-        Inventory { os_id: endpoint.os_id.as_deref(), os_version: endpoint.os_version.as_deref(), software };
-    findings(advisory, &inventory)
+/// Names to look packages up by: each name, and its source package entry (`src:<name>`, which
+/// the agent reports for dpkg).
+fn lookup_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    names.into_iter().flat_map(|n| [n.to_lowercase(), format!("src:{}", n.to_lowercase())]).collect()
 }
 
 /// The endpoints `advisory` affects now.
 pub async fn affected_endpoints(store: &dyn Store, advisory: &Advisory) -> anyhow::Result<Vec<AffectedEndpoint>> {
-    affected_by(store, &advisory.product_names(), |endpoint, software| findings_for(advisory, endpoint, software)).await
+    let names = lookup_names(&advisory.product_names());
+    affected_by(store, &names, |endpoint, packages| findings(advisory, &inventory(endpoint, packages))).await
 }
 
 /// The endpoints a CVE record's affected products match now.
 pub async fn affected_by_cve(store: &dyn Store, record: &CveRecord) -> anyhow::Result<Vec<AffectedEndpoint>> {
-    let names: Vec<String> = record
-        .affected
-        .iter()
-        .flat_map(|a| std::iter::once(&a.product).chain(&a.package_names))
-        .map(|n| n.to_lowercase())
-        .collect();
-    affected_by(store, &names, |endpoint, software| {
-        let inventory =
-            Inventory { os_id: endpoint.os_id.as_deref(), os_version: endpoint.os_version.as_deref(), software };
-        cve_findings(record, &inventory)
-    })
-    .await
+    let names = lookup_names(record.affected.iter().flat_map(|a| std::iter::once(&a.product).chain(&a.package_names)));
+    affected_by(store, &names, |endpoint, packages| cve_findings(record, &inventory(endpoint, packages))).await
 }
 
-/// Every endpoint for which `find` gives findings, over the packages named in `names`.
+/// Every endpoint for which `find` gives findings, given its packages named in `names`.
 async fn affected_by(
     store: &dyn Store,
     names: &[String],
@@ -57,8 +49,7 @@ async fn affected_by(
     }
     let mut affected = Vec::new();
     for endpoint in store.list_endpoints().await? {
-        let software = software_of(&endpoint, packages.remove(&endpoint.id).unwrap_or_default());
-        let found = find(&endpoint, &software);
+        let found = find(&endpoint, &packages.remove(&endpoint.id).unwrap_or_default());
         if !found.is_empty() {
             affected.push(AffectedEndpoint {
                 endpoint: endpoint.id.clone(),
@@ -72,13 +63,19 @@ async fn affected_by(
 
 /// The advisories that affect `endpoint` now, each with its findings.
 pub async fn open_for(store: &dyn Store, endpoint: &EndpointRecord) -> anyhow::Result<Vec<(Advisory, Vec<Finding>)>> {
-    let software = software_of(endpoint, store.endpoint_software(&endpoint.id).await?);
-    let names: Vec<String> = software.keys().map(|n| n.to_lowercase()).collect();
+    let packages = store.endpoint_software(&endpoint.id).await?;
+    // Advisories name binaries, sources (without the `src:` the agent puts before them) and
+    // managed products.
+    let names: Vec<String> = packages
+        .keys()
+        .chain(endpoint.products.keys())
+        .map(|n| n.strip_prefix("src:").unwrap_or(n).to_lowercase())
+        .collect();
     let mut open = Vec::new();
     for record in store.advisories_naming(&names).await? {
         let advisory: Advisory = serde_json::from_str(&record.document)
             .map_err(|e| anyhow::anyhow!("stored advisory {} is damaged: {e}", record.id))?;
-        let found = findings_for(&advisory, endpoint, &software);
+        let found = findings(&advisory, &inventory(endpoint, &packages));
         if !found.is_empty() {
             open.push((advisory, found));
         }

@@ -12,10 +12,20 @@ use crate::{Result, SoftwareChange, StoreError};
 /// Rows per multi-row insert (well under both backends' bind limits).
 const ROWS_PER_INSERT: usize = 200;
 
-/// Applies `change` to endpoint `id`'s list.
-pub(crate) async fn apply(pool: &AnyPool, id: &str, change: &SoftwareChange<'_>) -> Result<bool> {
+/// Most packages one endpoint's list may hold (a large distribution install has about 5,000):
+/// deltas must not grow a list without bound.
+pub const MAX_PACKAGES: i64 = 100_000;
+
+/// Applies `change` to endpoint `id`'s list. `lock` adds `FOR UPDATE` (PostgreSQL), so that
+/// two replicas applying deltas of one endpoint take turns; SQLite has one writer anyway.
+pub(crate) async fn apply(pool: &AnyPool, id: &str, change: &SoftwareChange<'_>, lock: bool) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let stored: Option<Option<String>> = sqlx::query("SELECT software_digest FROM endpoints WHERE id = $1")
+    let select = if lock {
+        "SELECT software_digest FROM endpoints WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT software_digest FROM endpoints WHERE id = $1"
+    };
+    let stored: Option<Option<String>> = sqlx::query(select)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -43,6 +53,17 @@ pub(crate) async fn apply(pool: &AnyPool, id: &str, change: &SoftwareChange<'_>)
     let rows: Vec<(&String, &String)> = change.upsert.iter().collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         insert_rows(&mut tx, id, chunk).await?;
+    }
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM endpoint_software WHERE endpoint_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    if count > MAX_PACKAGES {
+        tx.rollback().await?;
+        return Err(StoreError::Invalid(format!(
+            "endpoint `{id}` would list {count} packages, more than {MAX_PACKAGES}"
+        )));
     }
     sqlx::query("UPDATE endpoints SET software_digest = $1, software_source = $2 WHERE id = $3")
         .bind(change.digest)

@@ -790,7 +790,7 @@ impl Store for SqlStore {
     }
 
     async fn apply_software(&self, id: &str, change: &SoftwareChange<'_>) -> Result<bool> {
-        crate::software::apply(&self.writer, id, change).await
+        crate::software::apply(&self.writer, id, change, self.dialect == Dialect::Postgres).await
     }
 
     async fn endpoint_software(&self, id: &str) -> Result<BTreeMap<String, String>> {

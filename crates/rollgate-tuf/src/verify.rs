@@ -26,6 +26,9 @@ pub enum Refusal {
     /// The repository's metadata could not be trusted (signatures, expiry, rollback, size...).
     #[error("signed metadata refused: {0}")]
     Metadata(String),
+    /// The repository could not be reached (network, server error): worth trying again.
+    #[error("the signed repository could not be reached: {0}")]
+    Unreachable(String),
     /// No target signed for this product and version.
     #[error("no signed target for {product} {version}")]
     NotSigned {
@@ -82,7 +85,9 @@ impl TrustStore<'_> {
             .expiration_enforcement(ExpirationEnforcement::Safe)
             .load()
             .await
-            .map_err(|e| Refusal::Metadata(reason(&e)))
+            .map_err(
+                |e| if is_unreachable(&e) { Refusal::Unreachable(chain(&e)) } else { Refusal::Metadata(reason(&e)) },
+            )
     }
 }
 
@@ -149,6 +154,34 @@ pub fn check(repo: &Repository, directed: &Directed<'_>, installed_release: Opti
         }
     }
     Ok(release)
+}
+
+/// Whether `error` comes from a transport failure other than a missing file: the network or
+/// the server failed, not the metadata.
+fn is_unreachable(error: &tough::error::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(err) = current {
+        if let Some(t) = err.downcast_ref::<tough::TransportError>() {
+            // tough reports a file over its size limit or with the wrong hash as a transport
+            // error too, caused by one of its own errors: that is refused metadata, not a
+            // network failure.
+            return t.kind() == tough::TransportErrorKind::Other && !caused_by_tough(t);
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// Whether one of `error`'s causes is a tough error (a verification failure).
+fn caused_by_tough(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = error.source();
+    while let Some(err) = current {
+        if err.downcast_ref::<tough::error::Error>().is_some() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 /// A reason for people from a tough error: the innermost tough error that says what was wrong.

@@ -353,3 +353,27 @@ async fn a_package_signed_for_other_platforms_is_refused() {
     let on_windows_arm = Directed { hardware: "aarch64", ..on_windows_x86 };
     assert_eq!(check(&repo, &on_windows_arm, None).unwrap().release, 3);
 }
+
+/// A transport whose server never answers.
+#[derive(Clone, Debug)]
+struct Down(tough::TransportErrorKind);
+
+#[async_trait::async_trait]
+impl tough::Transport for Down {
+    async fn fetch(&self, url: Url) -> Result<tough::TransportStream, tough::TransportError> {
+        Err(tough::TransportError::new(self.0, url))
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_repository_is_told_apart_from_refused_metadata() {
+    let f = Fixture::new().await;
+    let root = std::fs::read(&f.keys.root).unwrap();
+    let datastore = f.datastore();
+    let store = TrustStore { datastore: &datastore, initial_root: &root };
+    let url = Url::parse("https://repo.invalid/metadata/").unwrap();
+    let down = store.load(url.clone(), url.clone(), Down(tough::TransportErrorKind::Other)).await;
+    assert!(matches!(down, Err(Refusal::Unreachable(_))), "a network failure is worth retrying");
+    let missing = store.load(url.clone(), url, Down(tough::TransportErrorKind::FileNotFound)).await;
+    assert!(matches!(missing, Err(Refusal::Metadata(_))), "a missing timestamp is a refusal");
+}

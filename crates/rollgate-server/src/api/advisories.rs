@@ -46,6 +46,14 @@ pub async fn store_document(state: &AppState, document: &Document) -> Result<Adv
             let mut items = Vec::with_capacity(records.len());
             for record in records {
                 let outcome = state.store.import_cve(&cve_row(record)?, now).await?;
+                // NVD carries CISA's KEV facts too, with fewer fields than the catalog: they are
+                // recorded only for a CVE the catalog has not described, never over it.
+                if let Some(facts) = &record.kev {
+                    let known = state.store.cves(std::slice::from_ref(&record.id)).await?;
+                    if known.first().and_then(|row| row.kev.as_ref()).is_none() {
+                        state.store.record_kev(&record.id, &kev_row(facts), now).await?;
+                    }
+                }
                 items.push(ImportedItem { id: record.id.clone(), outcome: outcome.as_str().into() });
             }
             (records.first().map_or(rollgate_advisories::Format::Nvd, |r| r.format), items)
@@ -62,19 +70,22 @@ async fn store_kev(
 ) -> Result<Vec<ImportedItem>, ApiError> {
     let mut items = Vec::with_capacity(catalog.entries.len());
     for entry in &catalog.entries {
-        let kev = KevRow {
-            date_added: entry.facts.date_added.to_string(),
-            due_date: entry.facts.due_date.map(|d| d.to_string()),
-            ransomware: entry.facts.ransomware.clone(),
-            required_action: entry.facts.required_action.clone(),
-        };
-        let changed = state.store.record_kev(&entry.cve, &kev, now).await?;
+        let changed = state.store.record_kev(&entry.cve, &kev_row(&entry.facts), now).await?;
         items.push(ImportedItem {
             id: entry.cve.clone(),
             outcome: if changed { "updated" } else { "unchanged" }.into(),
         });
     }
     Ok(items)
+}
+
+fn kev_row(facts: &rollgate_advisories::KevFacts) -> KevRow {
+    KevRow {
+        date_added: facts.date_added.to_string(),
+        due_date: facts.due_date.map(|d| d.to_string()),
+        ransomware: facts.ransomware.clone(),
+        required_action: facts.required_action.clone(),
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

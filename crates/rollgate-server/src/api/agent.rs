@@ -282,6 +282,10 @@ pub async fn software(
     if !matches!(delta.source.as_str(), "dpkg" | "rpm") {
         return Err(ApiError::bad_request("source must be dpkg or rpm"));
     }
+    let is_digest = |d: &str| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_digest(&delta.digest) || !delta.base.as_deref().is_none_or(is_digest) {
+        return Err(ApiError::bad_request("digest and base must be SHA-256 digests (64 hex digits)"));
+    }
     let names = delta.upsert.iter().flat_map(|(n, v)| [n, v]).chain(&delta.remove);
     if names.into_iter().any(|t| t.is_empty() || t.len() > 256 || t.chars().any(char::is_control)) {
         return Err(ApiError::bad_request(

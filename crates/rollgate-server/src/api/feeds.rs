@@ -94,16 +94,14 @@ pub async fn run_now(
     PathParams(name): PathParams<String>,
 ) -> Result<Json<FeedRunView>, ApiError> {
     let feed = state.store.get_feed(&name).await?;
-    let lease = format!("feed:{name}");
-    let now = now_ms();
-    if !state.store.try_lease(&lease, &state.replica_id, now, 30 * 60 * 1000).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "feed_running",
-            format!("feed {name} is running on another server"),
-        ));
+    let busy =
+        || ApiError::new(StatusCode::CONFLICT, "feed_running", format!("feed {name} is running now; try again later"));
+    let _running = crate::feeds::Running::claim(&name).ok_or_else(busy)?;
+    if !crate::feeds::take_lease(&state, &name).await? {
+        return Err(busy());
     }
     let run = crate::feeds::run_feed(&state, &feed).await;
+    crate::feeds::release_lease(&state, &name).await;
     Ok(Json(run_view(run)))
 }
 
