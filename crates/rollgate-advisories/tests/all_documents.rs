@@ -4,17 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use rollgate_advisories::{detect, parse, Document, Format, ParseError};
+mod common;
 
-fn shared() -> Option<std::path::PathBuf> {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/advisories")).to_path_buf();
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: ../shared/advisories not found");
-        None
-    }
-}
+use rollgate_advisories::{detect, parse, Document, Format, ParseError};
 
 /// Files in the directory that are references, not documents (the README, KEV's JSON schema,
 /// an EPSS score series).
@@ -24,7 +16,7 @@ fn is_reference(name: &str) -> bool {
 
 #[test]
 fn every_published_document_is_read_with_its_format_detected() {
-    let Some(dir) = shared() else { return };
+    let Some(dir) = common::shared_dir() else { return };
     let mut read = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -59,7 +51,7 @@ fn every_published_document_is_read_with_its_format_detected() {
 
 #[test]
 fn truncated_or_damaged_documents_give_a_clear_error() {
-    let Some(dir) = shared() else { return };
+    let Some(dir) = common::shared_dir() else { return };
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();

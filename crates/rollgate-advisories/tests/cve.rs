@@ -8,31 +8,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use rollgate_advisories::{cve, nvd, parse, CpeMatch, CveRecord, Document, Format};
 use rollgate_core::ecosystem::Ecosystem;
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/advisories");
-
-/// The bytes of a shared document, or None (after saying so) when the directory is not here.
-fn bytes(file: &str) -> Option<Vec<u8>> {
-    let dir = std::path::Path::new(SHARED);
-    if !dir.is_dir() {
-        println!("SKIPPED: ../shared/advisories not found");
-        return None;
-    }
-    Some(std::fs::read(dir.join(file)).unwrap())
-}
-
 fn xz() -> Option<CveRecord> {
-    bytes("cve5_CVE-2024-3094_xz.json").map(|b| cve::parse(&b).unwrap())
+    common::shared_bytes("cve5_CVE-2024-3094_xz.json").map(|b| cve::parse(&b).unwrap())
 }
 
 fn openssh() -> Option<CveRecord> {
-    bytes("cve5_CVE-2023-38408_openssh.json").map(|b| cve::parse(&b).unwrap())
+    common::shared_bytes("cve5_CVE-2023-38408_openssh.json").map(|b| cve::parse(&b).unwrap())
 }
 
 fn libwebp() -> Option<Vec<CveRecord>> {
-    bytes("nvd_api2_CVE-2023-4863_libwebp.json").map(|b| nvd::parse(&b).unwrap())
+    common::shared_bytes("nvd_api2_CVE-2023-4863_libwebp.json").map(|b| nvd::parse(&b).unwrap())
 }
 
 /// The CPE criteria for `criteria`, in document order.
@@ -146,7 +136,7 @@ fn detection_routes_cve5_and_nvd_documents_to_these_readers() {
     for file in
         ["cve5_CVE-2024-3094_xz.json", "cve5_CVE-2023-38408_openssh.json", "nvd_api2_CVE-2023-4863_libwebp.json"]
     {
-        let Some(bytes) = bytes(file) else { return };
+        let Some(bytes) = common::shared_bytes(file) else { return };
         let Document::Cves(records) = parse(&bytes).unwrap() else { panic!("{file} is not read as CVE records") };
         let expected =
             if file.starts_with("nvd") { nvd::parse(&bytes).unwrap() } else { vec![cve::parse(&bytes).unwrap()] };
@@ -156,8 +146,8 @@ fn detection_routes_cve5_and_nvd_documents_to_these_readers() {
 
 #[test]
 fn truncated_shared_documents_are_invalid_not_a_panic() {
-    let Some(xz) = bytes("cve5_CVE-2024-3094_xz.json") else { return };
-    let Some(libwebp) = bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
+    let Some(xz) = common::shared_bytes("cve5_CVE-2024-3094_xz.json") else { return };
+    let Some(libwebp) = common::shared_bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
     for cut in [1, xz.len() / 3, xz.len() - 2] {
         let error = cve::parse(&xz[..cut]).unwrap_err().to_string();
         assert!(error.starts_with("cve5 document: the JSON does not parse"), "{error}");
@@ -170,8 +160,8 @@ fn truncated_shared_documents_are_invalid_not_a_panic() {
 
 #[test]
 fn shared_documents_without_their_id_are_invalid() {
-    let Some(xz) = bytes("cve5_CVE-2024-3094_xz.json") else { return };
-    let Some(libwebp) = bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
+    let Some(xz) = common::shared_bytes("cve5_CVE-2024-3094_xz.json") else { return };
+    let Some(libwebp) = common::shared_bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
     let mut record: serde_json::Value = serde_json::from_slice(&xz).unwrap();
     record["cveMetadata"].as_object_mut().unwrap().remove("cveId");
     let error = cve::parse(record.to_string().as_bytes()).unwrap_err().to_string();

@@ -7,21 +7,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::str::FromStr;
 
 use rollgate_advisories::{cvrf, parse, Advisory, Document, Format, Remediation, RemediationKind, Restart};
 use rollgate_core::ecosystem::Ecosystem;
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/advisories");
-
 /// The parsed document, or None (after saying so) when the shared documents are not here.
 fn read(file: &str) -> Option<Advisory> {
-    let dir = std::path::Path::new(SHARED);
-    if !dir.is_dir() {
-        println!("SKIPPED: ../shared/advisories not found");
-        return None;
-    }
-    let bytes = std::fs::read(dir.join(file)).unwrap();
+    let bytes = common::shared_bytes(file)?;
     Some(cvrf::parse(&bytes).unwrap())
 }
 
@@ -259,11 +254,7 @@ fn january_2017_flash_advisory_with_its_mitigation_and_workaround() {
 
 #[test]
 fn detection_routes_both_documents_to_this_reader() {
-    let dir = std::path::Path::new(SHARED);
-    if !dir.is_dir() {
-        println!("SKIPPED: ../shared/advisories not found");
-        return;
-    }
+    let Some(dir) = common::shared_dir() else { return };
     for file in ["msrc_cvrf_2017-Jan_full.xml", "msrc_cvrf_2024-Jun_CVE-2024-30080_EXCERPT.xml"] {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         let Document::Advisory(advisory) = parse(&bytes).unwrap() else { panic!("{file} is not an advisory") };

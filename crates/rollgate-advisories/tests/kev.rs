@@ -6,23 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use rollgate_advisories::{kev, nvd, parse, Document, KevCatalog, KevEntry};
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/advisories");
 const CATALOG: &str = "kev_catalog_EXCERPT_2025-08-25.json";
 
-/// The bytes of a shared document, or None (after saying so) when the directory is not here.
-fn bytes(file: &str) -> Option<Vec<u8>> {
-    let dir = std::path::Path::new(SHARED);
-    if !dir.is_dir() {
-        println!("SKIPPED: ../shared/advisories not found");
-        return None;
-    }
-    Some(std::fs::read(dir.join(file)).unwrap())
-}
-
 fn catalog() -> Option<KevCatalog> {
-    bytes(CATALOG).map(|b| kev::parse(&b).unwrap())
+    common::shared_bytes(CATALOG).map(|b| kev::parse(&b).unwrap())
 }
 
 fn entry<'a>(catalog: &'a KevCatalog, cve: &str) -> &'a KevEntry {
@@ -60,7 +51,7 @@ fn libwebp_entry_agrees_with_nvd() {
     assert_eq!(webp.facts.date_added.to_string(), "2023-09-13");
     assert_eq!(webp.facts.due_date.unwrap().to_string(), "2023-10-04");
     assert_eq!(webp.facts.ransomware.as_deref(), Some("Unknown"));
-    let Some(nvd_bytes) = bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
+    let Some(nvd_bytes) = common::shared_bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
     let from_nvd = nvd::parse(&nvd_bytes).unwrap().remove(0).kev.unwrap();
     assert_eq!((from_nvd.date_added, from_nvd.due_date), (webp.facts.date_added, webp.facts.due_date));
     assert_eq!(from_nvd.required_action, webp.facts.required_action);
@@ -85,14 +76,14 @@ fn other_entries_and_trimmed_names() {
 
 #[test]
 fn detection_routes_the_catalog_to_this_reader() {
-    let Some(bytes) = bytes(CATALOG) else { return };
+    let Some(bytes) = common::shared_bytes(CATALOG) else { return };
     let Document::Kev(catalog) = parse(&bytes).unwrap() else { panic!("the catalog is not read as KEV") };
     assert_eq!(catalog, kev::parse(&bytes).unwrap());
 }
 
 #[test]
 fn a_truncated_catalog_or_one_without_version_is_invalid() {
-    let Some(bytes) = bytes(CATALOG) else { return };
+    let Some(bytes) = common::shared_bytes(CATALOG) else { return };
     for cut in [1, bytes.len() / 2, bytes.len() - 2] {
         let error = kev::parse(&bytes[..cut]).unwrap_err().to_string();
         assert!(error.starts_with("kev document: the JSON does not parse"), "{error}");

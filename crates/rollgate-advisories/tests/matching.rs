@@ -5,30 +5,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use rollgate_advisories::matching::{cve_findings, findings, platform_matches, Finding, Inventory};
 use rollgate_advisories::{cve, nvd, osv, parse, Advisory, Affected, CveRecord, Document, Format, Vulnerability};
 use rollgate_core::ecosystem::{Ecosystem, Range};
 
-const ADVISORIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/advisories");
-
 /// Reads one shared advisory, or None (with a note) where the shared directory is absent.
 fn load(name: &str) -> Option<Advisory> {
-    let bytes = shared_bytes(name)?;
+    let bytes = common::shared_bytes(name)?;
     match parse(&bytes).unwrap() {
         Document::Advisory(advisory) => Some(advisory),
         other => panic!("{name} is not an advisory: {other:?}"),
     }
-}
-
-fn shared_bytes(name: &str) -> Option<Vec<u8>> {
-    if !Path::new(ADVISORIES).is_dir() {
-        println!("SKIPPED: ../shared/advisories not found");
-        return None;
-    }
-    Some(std::fs::read(Path::new(ADVISORIES).join(name)).unwrap())
 }
 
 /// An endpoint's os-release `ID` and `VERSION_ID`.
@@ -300,7 +291,7 @@ fn cisco_ios_listed_releases_are_affected_and_others_not() {
 
 #[test]
 fn cve_5_xz_affects_the_two_backdoored_releases_of_a_managed_product() {
-    let Some(bytes) = shared_bytes("cve5_CVE-2024-3094_xz.json") else { return };
+    let Some(bytes) = common::shared_bytes("cve5_CVE-2024-3094_xz.json") else { return };
     let record = cve::parse(&bytes).unwrap();
     let backdoored = ("xz", "5.6.1");
     assert_eq!(
@@ -316,7 +307,7 @@ fn cve_5_xz_affects_the_two_backdoored_releases_of_a_managed_product() {
 
 #[test]
 fn nvd_cpe_ranges_are_not_matched_against_packages() {
-    let Some(bytes) = shared_bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
+    let Some(bytes) = common::shared_bytes("nvd_api2_CVE-2023-4863_libwebp.json") else { return };
     let records = nvd::parse(&bytes).unwrap();
     assert!(!records[0].cpes.is_empty());
     let installed = [("libwebp", "1.0.0"), ("libwebp7", "1.2.4-0.2")];

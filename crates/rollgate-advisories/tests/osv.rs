@@ -4,20 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod common;
 
 use rollgate_advisories::{osv, Advisory, Affected, Format, RemediationKind};
 use rollgate_core::ecosystem::{Ecosystem, Range};
 
-const ADVISORIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/advisories");
-
 /// Reads one shared record, or None (with a note) where the shared directory is absent.
 fn load(name: &str) -> Option<Advisory> {
-    if !Path::new(ADVISORIES).is_dir() {
-        println!("SKIPPED: ../shared/advisories not found");
-        return None;
-    }
-    let bytes = std::fs::read(Path::new(ADVISORIES).join(name)).unwrap();
+    let bytes = common::shared_bytes(name)?;
     let advisory = osv::parse(&bytes).unwrap();
     let detected = rollgate_advisories::parse(&bytes).unwrap();
     assert_eq!(detected, rollgate_advisories::Document::Advisory(advisory.clone()), "detection picks OSV");
