@@ -4,6 +4,7 @@
 //! crate does no IO, reads no clock and draws random numbers only from a seed it is given; that
 //! is what lets the same code run in the server, the agent and a simulator in virtual time.
 
+pub mod campaign;
 pub mod ecosystem;
 pub mod member;
 pub mod names;
