@@ -50,6 +50,36 @@ enum Command {
     /// Advisory feeds the server polls (CSAF providers, OSV archives, directories).
     #[command(subcommand)]
     Feeds(advisories::FeedsCommand),
+    /// Predict a campaign month on a simulated fleet, in virtual time (deterministic per seed).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// The campaign file (TOML, as for `campaigns apply`).
+    #[arg(long)]
+    campaign: PathBuf,
+    /// The fleet file (TOML: endpoint groups, online and failure probabilities).
+    #[arg(long)]
+    fleet: PathBuf,
+    /// Seed of every random draw: the same files and seed give the same output, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let report = rollgate_sim::simulate(&read(&a.campaign)?, &read(&a.fleet)?, a.seed)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -222,6 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(c) => keys::run(c).await,
         Command::Advisories(c) => advisories::run(c).await,
         Command::Feeds(c) => advisories::feeds(c).await,
+        Command::Simulate(a) => simulate(&a),
     }
 }
 
