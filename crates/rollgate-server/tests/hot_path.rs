@@ -38,9 +38,9 @@ use rollgate_server::packages::PackageStore;
 use rollgate_server::tls::{PeerCert, PeerIdentity};
 use rollgate_server::{AppState, ServerConfig};
 use rollgate_store::{
-    AdvisoryFilter, AdvisoryRecord, AttemptRecord, CveRow, EndpointFacts, EndpointRecord, FeedFile, FeedRecord,
-    FeedRun, KevRow, MemberRecord, NewSet, PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange, SqlStore,
-    Store, TickParams,
+    AdvisoryFilter, AdvisoryRecord, AttemptRecord, CampaignRecord, CveRow, EndpointFacts, EndpointRecord, FeedFile,
+    FeedRecord, FeedRun, KevRow, MemberRecord, NewSet, PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange,
+    SqlStore, Store, TickParams,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -101,6 +101,21 @@ impl CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
+    async fn put_campaign(&self, name: &str, spec: &str, now: Timestamp) -> Result<bool> {
+        self.count("put_campaign");
+        self.inner.put_campaign(name, spec, now).await
+    }
+
+    async fn get_campaign(&self, name: &str) -> Result<CampaignRecord> {
+        self.count("get_campaign");
+        self.inner.get_campaign(name).await
+    }
+
+    async fn list_campaigns(&self) -> Result<Vec<CampaignRecord>> {
+        self.count("list_campaigns");
+        self.inner.list_campaigns().await
+    }
+
     async fn create_feed(&self, feed: &FeedRecord) -> Result<()> {
         self.count("create_feed");
         self.inner.create_feed(feed).await

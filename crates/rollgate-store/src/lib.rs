@@ -12,11 +12,13 @@ use rollgate_core::member::{Applied, Member, MemberError, Outcome};
 use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
 
 pub mod advisories;
+pub mod campaigns;
 pub mod feeds;
 pub mod software;
 pub mod sql;
 
 pub use advisories::{AdvisoryFilter, AdvisoryRecord, CveRow, KevRow};
+pub use campaigns::CampaignRecord;
 pub use feeds::{FeedFile, FeedRecord, FeedRun};
 pub use sql::{Dialect, SqlStore};
 
@@ -287,6 +289,14 @@ pub trait Store: Send + Sync + 'static {
     async fn record_kev(&self, cve: &str, kev: &KevRow, now: Timestamp) -> Result<bool>;
     /// The stored CVE rows among `ids`.
     async fn cves(&self, ids: &[String]) -> Result<Vec<CveRow>>;
+
+    /// Creates the campaign `name` with the TOML text `spec`, or replaces its text; returns true
+    /// when it was created. The caller validates `spec`; `updated_at` moves only when it changed.
+    async fn put_campaign(&self, name: &str, spec: &str, now: Timestamp) -> Result<bool>;
+    /// One campaign ([`StoreError::NotFound`] when there is none by that name).
+    async fn get_campaign(&self, name: &str) -> Result<CampaignRecord>;
+    /// Every campaign, by name.
+    async fn list_campaigns(&self) -> Result<Vec<CampaignRecord>>;
 
     /// Adds an advisory feed.
     async fn create_feed(&self, feed: &FeedRecord) -> Result<()>;

@@ -757,6 +757,18 @@ async fn save_set_state(
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn put_campaign(&self, name: &str, spec: &str, now: Timestamp) -> Result<bool> {
+        crate::campaigns::put(&self.writer, name, spec, now).await
+    }
+
+    async fn get_campaign(&self, name: &str) -> Result<CampaignRecord> {
+        crate::campaigns::get(&self.reader, name).await
+    }
+
+    async fn list_campaigns(&self) -> Result<Vec<CampaignRecord>> {
+        crate::campaigns::list(&self.reader).await
+    }
+
     async fn create_feed(&self, feed: &FeedRecord) -> Result<()> {
         crate::feeds::create(&self.writer, feed).await
     }

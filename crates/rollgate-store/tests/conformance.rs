@@ -12,6 +12,8 @@
 // A test crate's root resolves `mod` beside itself, so the scenario files are named by path.
 #[path = "conformance/advisories.rs"]
 mod advisories;
+#[path = "conformance/campaigns.rs"]
+mod campaigns;
 #[path = "conformance/endpoints.rs"]
 mod endpoints;
 #[path = "conformance/enrollment.rs"]

@@ -602,3 +602,93 @@ pub struct CveDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affected: Option<Vec<AffectedEndpoint>>,
 }
+
+/// `PUT /v1/campaigns/{name}` (body: the campaign's TOML text): what applying it did or would do.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignApplied {
+    /// True when no campaign of this name existed.
+    pub created: bool,
+    /// True when the text differs from the stored one (always true when created).
+    pub changed: bool,
+    /// True when nothing was stored.
+    pub dry_run: bool,
+    /// The month the campaign starts next and what it would deploy.
+    pub preview: CampaignPreview,
+}
+
+/// The next month of a campaign to start (at or after now) and the advisories it collects.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignPreview {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// When its first step starts, RFC 3339.
+    pub start_at: String,
+    /// First publication time collected, RFC 3339 (included).
+    pub window_from: String,
+    /// Last publication time collected, RFC 3339 (excluded: the month's start).
+    pub window_to: String,
+    /// Stored advisories published in the window that pass the product and severity filters.
+    pub advisories: Vec<CampaignAdvisory>,
+}
+
+/// An advisory a campaign month would deploy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignAdvisory {
+    /// Its id.
+    pub id: String,
+    /// Who published it.
+    pub publisher: String,
+    /// Title.
+    pub title: String,
+    /// The publisher's rating word.
+    pub rating: Option<String>,
+    /// Highest CVSS base score.
+    pub max_score: Option<f64>,
+}
+
+/// A campaign as listed by `GET /v1/campaigns`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignSummary {
+    /// Name.
+    pub name: String,
+    /// When its text last changed, RFC 3339.
+    pub updated_at: String,
+}
+
+/// `GET /v1/campaigns/{name}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignDetail {
+    /// Name.
+    pub name: String,
+    /// The TOML text as applied.
+    pub spec: String,
+    /// First applied, RFC 3339.
+    pub created_at: String,
+    /// Text last changed, RFC 3339.
+    pub updated_at: String,
+    /// The steps, in order.
+    pub steps: Vec<CampaignStepView>,
+    /// As in [`CampaignApplied`].
+    pub preview: CampaignPreview,
+}
+
+/// A step of a campaign, summarized.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignStepView {
+    /// Name.
+    pub name: String,
+    /// The target selector.
+    pub targets: String,
+    /// Most endpoints installing at once.
+    pub max_in_flight: u32,
+    /// Soak time in seconds.
+    pub soak_secs: u64,
+    /// `auto` or `manual`.
+    pub progression: String,
+}

@@ -126,7 +126,7 @@ pub async fn run(cmd: AdvisoriesCommand) -> anyhow::Result<()> {
 }
 
 /// Percent-encodes a query or path value (ids hold `:`; products may hold anything).
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -2,6 +2,7 @@
 //! and the demo. Parsing lives here; each subcommand's work lives in its own crate or module.
 
 mod advisories;
+mod campaigns;
 mod demo;
 mod keys;
 mod manage;
@@ -50,6 +51,9 @@ enum Command {
     /// Advisory feeds the server polls (CSAF providers, OSV archives, directories).
     #[command(subcommand)]
     Feeds(advisories::FeedsCommand),
+    /// Patch campaigns: apply a campaign file, list and show campaigns.
+    #[command(subcommand)]
+    Campaigns(campaigns::CampaignsCommand),
     /// Predict a campaign month on a simulated fleet, in virtual time (deterministic per seed).
     Simulate(SimulateArgs),
 }
@@ -252,6 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(c) => keys::run(c).await,
         Command::Advisories(c) => advisories::run(c).await,
         Command::Feeds(c) => advisories::feeds(c).await,
+        Command::Campaigns(c) => campaigns::run(c).await,
         Command::Simulate(a) => simulate(&a),
     }
 }

@@ -168,7 +168,7 @@ pub async fn list(
 
 /// Whether `r` has severity `wanted`: its publisher's rating word, or the CVSS band of its
 /// highest score.
-fn severity_matches(r: &AdvisoryRecord, wanted: &str) -> bool {
+pub(crate) fn severity_matches(r: &AdvisoryRecord, wanted: &str) -> bool {
     let rating = r.rating.as_deref().map(str::to_lowercase);
     #[allow(clippy::cast_precision_loss)]
     let band = r.max_score_tenths.map(|t| rollgate_advisories::score::rating_of(t as f64 / 10.0));

@@ -2,6 +2,7 @@
 
 pub(crate) mod advisories;
 mod agent;
+mod campaigns;
 mod feeds;
 mod manage;
 mod tuf;
@@ -38,6 +39,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/advisories/{id}", get(advisories::show))
         .route("/v1/cves/{id}", get(advisories::show_cve))
+        .route("/v1/campaigns", get(campaigns::list))
+        .route(
+            "/v1/campaigns/{name}",
+            get(campaigns::show)
+                .put(campaigns::apply)
+                .layer(axum::extract::DefaultBodyLimit::max(campaigns::MAX_SPEC_BYTES)),
+        )
         .route("/v1/feeds", get(feeds::list).post(feeds::create))
         .route("/v1/feeds/{name}/run", post(feeds::run_now))
         .route("/v1/feeds/{name}/runs", get(feeds::runs))
