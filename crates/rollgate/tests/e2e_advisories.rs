@@ -87,6 +87,19 @@ fn published_documents_import_once_and_damaged_ones_fail_alone() {
     let vex = server.json(&["advisories", "show", "2022-EVD-UC-01-F-001"]);
     assert_eq!(vex[0]["known_exploited"], true, "{vex:#}");
     assert!(vex[0]["kev"]["CVE-2021-44228"]["date_added"] == "2021-12-10");
+    // An older KEV catalog (by its release time) changes nothing.
+    let mut older: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared.join("kev_catalog_EXCERPT_2025-08-25.json")).unwrap()).unwrap();
+    older["dateReleased"] = "2025-01-01T00:00:00Z".into();
+    for entry in older["vulnerabilities"].as_array_mut().unwrap() {
+        entry["dueDate"] = "2030-01-01".into();
+    }
+    std::fs::write(dir.path().join("kev-older.json"), older.to_string()).unwrap();
+    let (ok, results, _) = import(&server, &[&dir.path().join("kev-older.json")]);
+    assert!(ok, "{results:#}");
+    let items = results[0]["import"]["items"].as_array().unwrap();
+    assert!(items.iter().all(|i| i["outcome"] == "older"), "{results:#}");
+
     // CVE records, with their CPE ranges and KEV facts.
     let webp = server.json(&["advisories", "cve", "CVE-2023-4863"]);
     assert_eq!(webp["kev"]["date_added"], "2023-09-13");

@@ -68,6 +68,20 @@ async fn store_kev(
     catalog: &KevCatalog,
     now: jiff::Timestamp,
 ) -> Result<Vec<ImportedItem>, ApiError> {
+    // The catalog is revised as a whole: one older than the newest imported (by its release
+    // time) would put back due dates CISA has since changed, so it changes nothing.
+    const NEWEST: &str = "kev_catalog_released_ms";
+    let released_ms = catalog.released.map(|t| t.as_millisecond());
+    let newest_ms = state.store.get_meta(NEWEST).await?.and_then(|v| v.parse::<i64>().ok());
+    if let (Some(incoming), Some(newest)) = (released_ms, newest_ms) {
+        if incoming < newest {
+            return Ok(catalog
+                .entries
+                .iter()
+                .map(|e| ImportedItem { id: e.cve.clone(), outcome: "older".into() })
+                .collect());
+        }
+    }
     let mut items = Vec::with_capacity(catalog.entries.len());
     for entry in &catalog.entries {
         let changed = state.store.record_kev(&entry.cve, &kev_row(&entry.facts), now).await?;
@@ -75,6 +89,9 @@ async fn store_kev(
             id: entry.cve.clone(),
             outcome: if changed { "updated" } else { "unchanged" }.into(),
         });
+    }
+    if let Some(released) = released_ms {
+        state.store.put_meta(NEWEST, &released.to_string()).await?;
     }
     Ok(items)
 }
