@@ -81,6 +81,7 @@ pub fn assignment(set: &SetRecord, package: &PackageRecord) -> Assignment {
         backoff_max_secs: set.spec.backoff_secs.saturating_mul(16).max(set.spec.backoff_secs),
         step_timeout_secs: set.spec.step_timeout_secs,
         heartbeat_secs: (set.spec.stuck_timeout_secs / 4).clamp(1, 300),
+        watch_secs: set.spec.watch_secs,
     }
 }
 

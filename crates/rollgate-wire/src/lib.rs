@@ -138,6 +138,11 @@ pub struct Assignment {
     pub step_timeout_secs: u64,
     /// How often to send a heartbeat during an attempt: well inside the set's stuck timeout.
     pub heartbeat_secs: u64,
+    /// After a successful install, how long to watch the patched product (its health check,
+    /// rerun) and report its health with `POST /v1/agent/patch-health`: the campaign step's
+    /// soak time; 0 (sets outside campaigns) for no watch.
+    #[serde(default)]
+    pub watch_secs: u64,
 }
 
 /// One fact an agent reports about its work on a set. Reports are idempotent: the same report
@@ -691,4 +696,186 @@ pub struct CampaignStepView {
     pub soak_secs: u64,
     /// `auto` or `manual`.
     pub progression: String,
+}
+
+/// `POST /v1/agent/patch-health`: what an agent saw of a product it patched, while watching it
+/// after a successful install ([`Assignment::watch_secs`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PatchHealth {
+    /// The set whose install is watched.
+    pub set_id: i64,
+    /// The version installed.
+    pub version: String,
+    /// False on a crash, an abnormal exit or a failing health check; true when the whole watch
+    /// saw none.
+    pub healthy: bool,
+    /// What was seen, for people (required when not healthy).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When, by the agent's clock (RFC 3339).
+    pub at: String,
+}
+
+/// `POST /v1/campaigns/{name}/bad-patch`: an operator reports that a patch broke an endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BadPatchReport {
+    /// The endpoint.
+    pub endpoint: String,
+    /// What is wrong.
+    pub reason: String,
+    /// `YYYY-MM`; the current month when absent.
+    #[serde(default)]
+    pub month: Option<String>,
+}
+
+/// `POST /v1/campaigns/{name}/{pause|resume|stop}`, `.../steps/{step}/{approve|retry}` and
+/// `.../vulns/{advisory}/{approve|disapprove|reset}`: what the command did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignCommandDone {
+    /// The month acted on, `YYYY-MM`.
+    pub month: String,
+    /// The month's requested state afterwards.
+    pub requested: String,
+    /// Its effective state afterwards.
+    pub effective: String,
+    /// What changed, in words (the recorded reason).
+    pub message: String,
+}
+
+/// `GET /v1/campaigns/{name}/months/{YYYY-MM}` (or `.../months/current`): one month.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignMonthView {
+    /// The campaign.
+    pub campaign: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// When its first step starts (or started), RFC 3339.
+    pub start_at: String,
+    /// What was asked for: differs from `effective` only while pausing.
+    pub requested: String,
+    /// What is happening now.
+    pub effective: String,
+    /// The reason of the last change.
+    pub reason: String,
+    /// The current step's index (meaningful once started).
+    pub current_step: usize,
+    /// The steps, in order.
+    pub steps: Vec<CampaignMonthStep>,
+    /// The advisories the month collected, with their approval.
+    pub vulnerabilities: Vec<CampaignMonthVuln>,
+    /// Every state change, oldest first.
+    pub transitions: Vec<CampaignTransitionView>,
+}
+
+/// One step of a month, with its live counts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignMonthStep {
+    /// Name.
+    pub name: String,
+    /// `pending`, `running`, `awaiting-approval`, `passed`, `held`, `stopped`.
+    pub status: String,
+    /// Runs so far (1, plus one per retry); 0 before it started.
+    pub run: u32,
+    /// Endpoints the step targets and that need a patch.
+    pub targeted: u32,
+    /// Endpoints that started an install.
+    pub attempted: u32,
+    /// Endpoints whose installs all succeeded.
+    pub succeeded: u32,
+    /// Endpoints with a failed install.
+    pub failed: u32,
+    /// Endpoints offline for the whole step.
+    pub no_shows: u32,
+    /// Installs running now.
+    pub in_flight: u32,
+    /// succeeded / attempted, when any attempted.
+    pub success_rate: Option<f64>,
+    /// Good patches / succeeded, when any succeeded.
+    pub good_patch_ratio: Option<f64>,
+    /// Soak time run so far, seconds.
+    pub soaked_secs: u64,
+    /// Soak time required, seconds.
+    pub soak_secs: u64,
+    /// The gate's verdict now (`waiting: …`, `soaking`, `passed: …`, `failed: …`), while the
+    /// step runs.
+    pub gate: Option<String>,
+    /// The Upgrade Sets that deploy it, by name.
+    pub sets: Vec<String>,
+}
+
+/// One advisory of a month.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignMonthVuln {
+    /// Advisory id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// The publisher's rating word.
+    pub rating: Option<String>,
+    /// `unreviewed` (deployed), `approved` or `disapproved` (neither deployed nor counted).
+    pub approval: String,
+    /// Endpoints it affects now.
+    pub affected: u32,
+    /// The packages that fix it, `product@version`, among those in the package store.
+    pub fix_packages: Vec<String>,
+    /// Products it affects on some endpoint for which the package store has no fixing package.
+    pub needs_package: Vec<String>,
+}
+
+/// One recorded change of a month.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignTransitionView {
+    /// When, RFC 3339.
+    pub at: String,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// Current step after.
+    pub step: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// `GET /v1/campaigns/{name}/devices`: per endpoint, over the campaign's months.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignDeviceView {
+    /// Endpoint id.
+    pub endpoint: String,
+    /// Host name.
+    pub hostname: String,
+    /// Patches (package installs) the campaign dispatched to it.
+    pub patches: u32,
+    /// Of those, installed.
+    pub deployed: u32,
+    /// Of those, failed for good.
+    pub failed: u32,
+    /// Reported bad after the install (by its agent or an operator).
+    pub bad: u32,
+}
+
+/// The JSON body of a campaign webhook, and the facts of a campaign email.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignNotification {
+    /// `step_completed`, `gate_failed` or `awaiting_approval`.
+    pub event: String,
+    /// The campaign.
+    pub campaign: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The step's name.
+    pub step: String,
+    /// The recorded reason (the gate's numbers or its failure).
+    pub reason: String,
+    /// When, RFC 3339.
+    pub at: String,
 }

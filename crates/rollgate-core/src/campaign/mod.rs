@@ -13,8 +13,10 @@
 //! [`spec`] derives `Deserialize` (never `Serialize`), because the campaign file *is* that
 //! boundary and parsing it anywhere else would mean a second copy of every field. Only the raw
 //! spec types are deserializable; everything validated ([`spec::ValidCampaign`], the month and
-//! gate types) is not.
+//! gate types) is not, except the month's storage form, `month::MonthSnapshot`: plain data that
+//! the server keeps between ticks, checked against the month's invariants when restored.
 
+pub mod dispatch;
 pub mod gate;
 pub mod month;
 pub mod schedule;

@@ -780,5 +780,8 @@ impl Month {
     }
 }
 
+mod snapshot;
+pub use snapshot::{HoldSnapshot, MonthSnapshot, RestoreError, StepPlanSnapshot};
+
 #[cfg(test)]
 mod tests;

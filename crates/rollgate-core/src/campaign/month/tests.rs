@@ -95,8 +95,34 @@ fn check(script: &str, expect: Expect) {
             },
         };
         out.push_str(&format!("{line:<28} -> {result}\n"));
+        // Every state a script reaches survives storage unchanged.
+        assert_eq!(Month::restore(&m.snapshot()).as_ref(), Ok(&m), "after `{line}`");
     }
     expect.assert_eq(&out);
+}
+
+#[test]
+fn damaged_snapshots_are_refused() {
+    let mut m = month();
+    m.apply(start(), MonthEvent::Start).unwrap();
+    let good = m.snapshot();
+    let damage: [(&str, fn(&mut MonthSnapshot)); 6] = [
+        ("step past the plan", |s| s.step = 3),
+        ("hold without a pause", |s| s.hold = Some(HoldSnapshot::Operator)),
+        ("pause without a hold", |s| s.state = "paused".to_owned()),
+        ("unknown state", |s| s.state = "sleeping".to_owned()),
+        ("soak running while awaiting approval", |s| s.phase = "awaiting-approval".to_owned()),
+        ("unreviewed stored", |s| {
+            s.vulns.insert("RHSA-1".to_owned(), "unreviewed".to_owned());
+        }),
+    ];
+    for (what, damage) in damage {
+        let mut s = good.clone();
+        damage(&mut s);
+        let err = Month::restore(&s).expect_err(what);
+        assert!(err.to_string().starts_with("stored campaign month 2025-03 cannot be restored: "), "{what}: {err}");
+    }
+    assert_eq!(Month::restore(&good), Ok(m));
 }
 
 #[test]
