@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod campaign_months;
 pub mod feeds;
 pub mod hot;
+pub mod notify;
 pub mod packages;
 pub mod scheduler;
 pub mod secrets;
@@ -56,6 +58,12 @@ pub struct ServerConfig {
     pub tuf_dir: Option<PathBuf>,
     /// The online TUF keys (snapshot, timestamp), when this server publishes targets roles.
     pub tuf_online_keys: Option<(PathBuf, PathBuf)>,
+    /// How campaign emails are sent; none: campaign emails fail with a reason in the log.
+    pub smtp: Option<notify::SmtpConfig>,
+    /// A CA (PEM) to trust for HTTPS webhooks besides the public roots.
+    pub webhook_ca: Option<PathBuf>,
+    /// How often the campaign driver looks at every campaign.
+    pub campaign_tick_ms: u64,
 }
 
 impl ServerConfig {
@@ -76,6 +84,9 @@ impl ServerConfig {
             secret_key_file: None,
             tuf_dir: None,
             tuf_online_keys: None,
+            smtp: None,
+            webhook_ca: None,
+            campaign_tick_ms: 5000,
         }
     }
 
@@ -111,6 +122,10 @@ pub struct AppState {
     pub replica_id: Arc<str>,
     /// The signed update repository.
     pub tuf: Arc<tuf::Tuf>,
+    /// Sends campaign notifications (email, webhooks).
+    pub notifier: notify::Notifier,
+    /// The campaign driver's per-process state.
+    pub campaigns: Arc<campaign_months::Driver>,
 }
 
 impl AppState {
@@ -147,6 +162,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     tokio::spawn(hot.clone().run());
     let tuf = tuf::Tuf::open(&config.tuf_dir(), config.tuf_online_keys.clone())
         .context("while opening the TUF repository")?;
+    let mut notifier = notify::Notifier::new(config.smtp.clone()).context("while setting up email notifications")?;
+    if let Some(ca) = &config.webhook_ca {
+        notifier = notifier.with_webhook_root(ca).context("while reading --webhook-ca")?;
+    }
     let state = AppState {
         store: boot.store,
         ca: Arc::new(boot.ca),
@@ -157,6 +176,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         wake_scheduler: Arc::new(Notify::new()),
         replica_id: bootstrap::new_secret()[..16].into(),
         tuf: Arc::new(tuf),
+        notifier,
+        campaigns: Arc::new(campaign_months::Driver::default()),
     };
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(scheduler::follow_other_replicas(state.clone()));

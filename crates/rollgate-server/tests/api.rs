@@ -104,6 +104,8 @@ impl Api {
             wake_scheduler: Arc::new(Notify::new()),
             replica_id: "api-test".into(),
             tuf: Arc::new(tuf),
+            notifier: rollgate_server::notify::Notifier::new(None).unwrap(),
+            campaigns: Default::default(),
         };
         let app = rollgate_server::api::router(state.clone());
         Api { dir, state, app }

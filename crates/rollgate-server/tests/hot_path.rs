@@ -39,8 +39,8 @@ use rollgate_server::tls::{PeerCert, PeerIdentity};
 use rollgate_server::{AppState, ServerConfig};
 use rollgate_store::{
     AdvisoryFilter, AdvisoryRecord, AttemptRecord, CampaignRecord, CveRow, EndpointFacts, EndpointRecord, FeedFile,
-    FeedRecord, FeedRun, KevRow, MemberRecord, NewSet, PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange,
-    SqlStore, Store, TickParams,
+    FeedRecord, FeedRun, KevRow, MemberRecord, MonthRow, NewSet, PatchHealthRow, PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange,
+    SqlStore, StepRunRow, Store, TickParams, TransitionRow,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -114,6 +114,64 @@ impl Store for CountingStore {
     async fn list_campaigns(&self) -> Result<Vec<CampaignRecord>> {
         self.count("list_campaigns");
         self.inner.list_campaigns().await
+    }
+
+    async fn create_month(&self, row: &MonthRow, first: &TransitionRow) -> Result<bool> {
+        self.count("create_month");
+        self.inner.create_month(row, first).await
+    }
+
+    async fn save_month(&self, row: &MonthRow, transitions: &[TransitionRow], now: Timestamp) -> Result<()> {
+        self.count("save_month");
+        self.inner.save_month(row, transitions, now).await
+    }
+
+    async fn campaign_months(&self, campaign: &str) -> Result<Vec<MonthRow>> {
+        self.count("campaign_months");
+        self.inner.campaign_months(campaign).await
+    }
+
+    async fn month_transitions(&self, campaign: &str, month: &str) -> Result<Vec<TransitionRow>> {
+        self.count("month_transitions");
+        self.inner.month_transitions(campaign, month).await
+    }
+
+    async fn start_step_run(&self, campaign: &str, month: &str, run: &StepRunRow) -> Result<bool> {
+        self.count("start_step_run");
+        self.inner.start_step_run(campaign, month, run).await
+    }
+
+    async fn step_runs(&self, campaign: &str, month: &str) -> Result<Vec<StepRunRow>> {
+        self.count("step_runs");
+        self.inner.step_runs(campaign, month).await
+    }
+
+    async fn create_campaign_set(
+        &self,
+        campaign: &str,
+        month: &str,
+        place: (u32, u32, u32),
+        set: &NewSet,
+        members: &[(String, u32)],
+        now: Timestamp,
+    ) -> Result<SetRecord> {
+        self.count("create_campaign_set");
+        self.inner.create_campaign_set(campaign, month, place, set, members, now).await
+    }
+
+    async fn record_patch_health(&self, health: &PatchHealthRow) -> Result<()> {
+        self.count("record_patch_health");
+        self.inner.record_patch_health(health).await
+    }
+
+    async fn patch_health(&self, set_ids: &[i64]) -> Result<Vec<PatchHealthRow>> {
+        self.count("patch_health");
+        self.inner.patch_health(set_ids).await
+    }
+
+    async fn get_set(&self, set_id: i64) -> Result<SetRecord> {
+        self.count("get_set");
+        self.inner.get_set(set_id).await
     }
 
     async fn create_feed(&self, feed: &FeedRecord) -> Result<()> {
@@ -407,6 +465,8 @@ impl Fixture {
             wake_scheduler: Arc::new(Notify::new()),
             replica_id: "hot-path-test".into(),
             tuf: Arc::new(tuf),
+            notifier: rollgate_server::notify::Notifier::new(None).unwrap(),
+            campaigns: Default::default(),
         };
         let app = rollgate_server::api::router(state.clone());
         Fixture { _dir: dir, state, app, store, background }

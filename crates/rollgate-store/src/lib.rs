@@ -18,7 +18,7 @@ pub mod software;
 pub mod sql;
 
 pub use advisories::{AdvisoryFilter, AdvisoryRecord, CveRow, KevRow};
-pub use campaigns::CampaignRecord;
+pub use campaigns::{CampaignRecord, MonthRow, PatchHealthRow, StepRunRow, TransitionRow};
 pub use feeds::{FeedFile, FeedRecord, FeedRun};
 pub use sql::{Dialect, SqlStore};
 
@@ -162,6 +162,9 @@ pub struct NewSet {
     pub stuck_timeout_secs: u64,
     /// Time limit of each step on the endpoint.
     pub step_timeout_secs: u64,
+    /// How long agents watch the product after installing it (a campaign step's soak); 0 for
+    /// no watch.
+    pub watch_secs: u64,
 }
 
 /// A stored set.
@@ -297,6 +300,36 @@ pub trait Store: Send + Sync + 'static {
     async fn get_campaign(&self, name: &str) -> Result<CampaignRecord>;
     /// Every campaign, by name.
     async fn list_campaigns(&self) -> Result<Vec<CampaignRecord>>;
+    /// Creates a campaign month with its first transition unless it exists; true when created.
+    async fn create_month(&self, row: &MonthRow, first: &TransitionRow) -> Result<bool>;
+    /// Writes a month's snapshot and transitions if its stored version is still `row.version`
+    /// ([`StoreError::Conflict`] otherwise: another writer came first).
+    async fn save_month(&self, row: &MonthRow, transitions: &[TransitionRow], now: Timestamp) -> Result<()>;
+    /// The months of a campaign, oldest first.
+    async fn campaign_months(&self, campaign: &str) -> Result<Vec<MonthRow>>;
+    /// A month's recorded changes, oldest first.
+    async fn month_transitions(&self, campaign: &str, month: &str) -> Result<Vec<TransitionRow>>;
+    /// Records a step run's plan unless one is recorded for it; true when this call did.
+    async fn start_step_run(&self, campaign: &str, month: &str, run: &StepRunRow) -> Result<bool>;
+    /// A month's step runs with their sets, by step and run.
+    async fn step_runs(&self, campaign: &str, month: &str) -> Result<Vec<StepRunRow>>;
+    /// Creates the Upgrade Set for package `seq` of a step run and links it, in one transaction
+    /// ([`StoreError::Conflict`] when the run already has that set).
+    async fn create_campaign_set(
+        &self,
+        campaign: &str,
+        month: &str,
+        place: (u32, u32, u32),
+        set: &NewSet,
+        members: &[(String, u32)],
+        now: Timestamp,
+    ) -> Result<SetRecord>;
+    /// Records (or replaces) what one source saw of one patched endpoint.
+    async fn record_patch_health(&self, health: &PatchHealthRow) -> Result<()>;
+    /// Everything recorded of the endpoints of these sets.
+    async fn patch_health(&self, set_ids: &[i64]) -> Result<Vec<PatchHealthRow>>;
+    /// One set by id.
+    async fn get_set(&self, set_id: i64) -> Result<SetRecord>;
 
     /// Adds an advisory feed.
     async fn create_feed(&self, feed: &FeedRecord) -> Result<()>;

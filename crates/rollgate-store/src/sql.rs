@@ -225,8 +225,8 @@ impl SqlStore {
         let state = if s.start_at.is_some_and(|t| t > now) { SetState::Scheduled } else { SetState::Active };
         let id: i64 = sqlx::query(
             "INSERT INTO upgrade_sets (name, product, version, selector, max_in_flight, max_attempts, start_at, window_spec, seed,
-                backoff_secs, stuck_timeout_secs, step_timeout_secs, state, state_reason, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+                backoff_secs, stuck_timeout_secs, step_timeout_secs, state, state_reason, created_at, watch_secs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         )
         .bind(&s.name)
         .bind(&s.product)
@@ -243,6 +243,7 @@ impl SqlStore {
         .bind(state.as_str())
         .bind("created")
         .bind(ms(now))
+        .bind(s.watch_secs as i64)
         .fetch_one(&mut **tx)
         .await
         .map_err(|e| {
@@ -686,6 +687,7 @@ fn set_from_row(row: &AnyRow) -> Result<SetRecord> {
             backoff_secs: u64_col(row, "backoff_secs")?,
             stuck_timeout_secs: u64_col(row, "stuck_timeout_secs")?,
             step_timeout_secs: u64_col(row, "step_timeout_secs")?,
+            watch_secs: u64_col(row, "watch_secs")?,
         },
         state: SetState::from_str(&state).map_err(StoreError::Corrupt)?,
         state_reason: row.try_get("state_reason")?,
@@ -767,6 +769,66 @@ impl Store for SqlStore {
 
     async fn list_campaigns(&self) -> Result<Vec<CampaignRecord>> {
         crate::campaigns::list(&self.reader).await
+    }
+
+    async fn create_month(&self, row: &MonthRow, first: &TransitionRow) -> Result<bool> {
+        crate::campaigns::create_month(&self.writer, row, first).await
+    }
+
+    async fn save_month(&self, row: &MonthRow, transitions: &[TransitionRow], now: Timestamp) -> Result<()> {
+        crate::campaigns::save_month(&self.writer, row, transitions, now).await
+    }
+
+    async fn campaign_months(&self, campaign: &str) -> Result<Vec<MonthRow>> {
+        crate::campaigns::months(&self.reader, campaign).await
+    }
+
+    async fn month_transitions(&self, campaign: &str, month: &str) -> Result<Vec<TransitionRow>> {
+        crate::campaigns::transitions(&self.reader, campaign, month).await
+    }
+
+    async fn start_step_run(&self, campaign: &str, month: &str, run: &StepRunRow) -> Result<bool> {
+        crate::campaigns::start_step_run(&self.writer, campaign, month, run).await
+    }
+
+    async fn step_runs(&self, campaign: &str, month: &str) -> Result<Vec<StepRunRow>> {
+        crate::campaigns::step_runs(&self.reader, campaign, month).await
+    }
+
+    async fn create_campaign_set(
+        &self,
+        campaign: &str,
+        month: &str,
+        place: (u32, u32, u32),
+        set: &NewSet,
+        members: &[(String, u32)],
+        now: Timestamp,
+    ) -> Result<SetRecord> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let record = self.create_set_in(&mut tx, set, members, now).await?;
+            crate::campaigns::link_set(&mut tx, campaign, month, place, record.id).await?;
+            Ok(record)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn record_patch_health(&self, health: &PatchHealthRow) -> Result<()> {
+        crate::campaigns::record_patch_health(&self.writer, health).await
+    }
+
+    async fn patch_health(&self, set_ids: &[i64]) -> Result<Vec<PatchHealthRow>> {
+        crate::campaigns::patch_health(&self.reader, set_ids).await
+    }
+
+    async fn get_set(&self, set_id: i64) -> Result<SetRecord> {
+        let row = sqlx::query("SELECT * FROM upgrade_sets WHERE id = $1")
+            .bind(set_id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|e| not_found_or(e, || format!("upgrade set #{set_id}")))?;
+        set_from_row(&row)
     }
 
     async fn create_feed(&self, feed: &FeedRecord) -> Result<()> {

@@ -12,6 +12,8 @@
 // A test crate's root resolves `mod` beside itself, so the scenario files are named by path.
 #[path = "conformance/advisories.rs"]
 mod advisories;
+#[path = "conformance/campaign_months.rs"]
+mod campaign_months;
 #[path = "conformance/campaigns.rs"]
 mod campaigns;
 #[path = "conformance/endpoints.rs"]
@@ -216,6 +218,7 @@ pub fn new_set(name: &str, max_in_flight: u32) -> NewSet {
         backoff_secs: 30,
         stuck_timeout_secs: 600,
         step_timeout_secs: 300,
+        watch_secs: 0,
     }
 }
 

@@ -680,6 +680,27 @@ pub struct CampaignDetail {
     pub steps: Vec<CampaignStepView>,
     /// As in [`CampaignApplied`].
     pub preview: CampaignPreview,
+    /// Its month instances, oldest first.
+    #[serde(default)]
+    pub months: Vec<CampaignMonthBrief>,
+}
+
+/// One month of a campaign, in a line.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignMonthBrief {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// When it starts (or started), RFC 3339.
+    pub start_at: String,
+    /// Requested state.
+    pub requested: String,
+    /// Effective state.
+    pub effective: String,
+    /// The current step's name.
+    pub step: String,
+    /// The reason of the last change.
+    pub reason: String,
 }
 
 /// A step of a campaign, summarized.

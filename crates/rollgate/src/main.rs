@@ -136,6 +136,28 @@ struct ServerArgs {
     /// The online TUF timestamp key (from `rollgate keys init`).
     #[arg(long, requires = "tuf_snapshot_key")]
     tuf_timestamp_key: Option<PathBuf>,
+    /// SMTP server for campaign emails: `smtp://host[:port]` (STARTTLS required, port 587 by
+    /// default) or `smtps://host[:port]` (TLS from the start, port 465). Never plain text.
+    #[arg(long, env = "ROLLGATE_SMTP_URL", requires = "smtp_from")]
+    smtp_url: Option<String>,
+    /// The From address of campaign emails.
+    #[arg(long, env = "ROLLGATE_SMTP_FROM", requires = "smtp_url")]
+    smtp_from: Option<String>,
+    /// A CA certificate (PEM) to trust for the SMTP server besides the public roots.
+    #[arg(long, requires = "smtp_url")]
+    smtp_ca: Option<PathBuf>,
+    /// SMTP user name.
+    #[arg(long, env = "ROLLGATE_SMTP_USERNAME", requires = "smtp_password")]
+    smtp_username: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "ROLLGATE_SMTP_PASSWORD", hide_env_values = true, requires = "smtp_username")]
+    smtp_password: Option<String>,
+    /// A CA certificate (PEM) to trust for HTTPS webhooks besides the public roots.
+    #[arg(long)]
+    webhook_ca: Option<PathBuf>,
+    /// How often the campaign driver looks at every campaign, in milliseconds.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    campaign_tick_ms: u64,
     /// Async worker threads (default: one per core). Replicas sharing a machine should split
     /// its cores between them rather than each start one thread per core.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -231,6 +253,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.secret_key_file = a.secret_key_file;
             config.tuf_dir = a.tuf_dir;
             config.tuf_online_keys = a.tuf_snapshot_key.zip(a.tuf_timestamp_key);
+            config.smtp = a.smtp_url.zip(a.smtp_from).map(|(url, from)| rollgate_server::notify::SmtpConfig {
+                url,
+                from,
+                ca_file: a.smtp_ca,
+                username: a.smtp_username,
+                password: a.smtp_password,
+            });
+            config.webhook_ca = a.webhook_ca;
+            config.campaign_tick_ms = a.campaign_tick_ms;
             rollgate_server::run(config).await
         }
         Command::Agent(a) => {

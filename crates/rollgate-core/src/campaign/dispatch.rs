@@ -72,16 +72,15 @@ fn product_key(software: &str) -> String {
 pub fn plan(needs: &[Need], packages: &BTreeMap<String, Vec<String>>) -> StepPlan {
     let by_key: BTreeMap<String, (&String, &Vec<String>)> =
         packages.iter().map(|(product, versions)| (product.to_lowercase(), (product, versions))).collect();
-    // (endpoint, product key) → the advisories and the highest fixed version needed.
-    let mut wanted: BTreeMap<(&str, String), (Vec<(&str, &str)>, Option<&str>)> = BTreeMap::new();
+    let mut wanted: BTreeMap<(&str, String), Wanted<'_>> = BTreeMap::new();
     for need in needs {
         let entry = wanted.entry((need.endpoint.as_str(), product_key(&need.software))).or_default();
-        entry.0.push((need.advisory.as_str(), need.software.as_str()));
-        entry.1 = highest(entry.1, need.fixed_version.as_deref());
+        entry.advisories.push((need.advisory.as_str(), need.software.as_str()));
+        entry.floor = highest(entry.floor, need.fixed_version.as_deref());
     }
     let mut out = StepPlan::default();
     let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for ((endpoint, key), (advisories, floor)) in wanted {
+    for ((endpoint, key), Wanted { advisories, floor }) in wanted {
         match by_key.get(&key).and_then(|(product, versions)| lowest_at_least(versions, floor).map(|v| (*product, v))) {
             Some((product, version)) => {
                 for (advisory, _) in &advisories {
@@ -105,6 +104,14 @@ pub fn plan(needs: &[Need], packages: &BTreeMap<String, Vec<String>>) -> StepPla
         })
         .collect();
     out
+}
+
+/// What one endpoint needs of one product: the (advisory, software) pairs asking for it and the
+/// highest fixed version among them.
+#[derive(Default)]
+struct Wanted<'a> {
+    advisories: Vec<(&'a str, &'a str)>,
+    floor: Option<&'a str>,
 }
 
 fn highest<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {

@@ -160,6 +160,8 @@ pub fn step_plans(campaign: &ValidCampaign) -> Vec<StepPlan> {
 pub enum MonthEvent {
     /// The month's start time has come.
     Start,
+    /// An operator starts the month before its scheduled start (an urgent month).
+    StartEarly,
     /// The step's gate passed ([`GateResult::Passed`]).
     StepGatePassed {
         /// The step judged.
@@ -495,6 +497,7 @@ impl Month {
         use MonthState::*;
         match (self.state, event) {
             (Scheduled, E::Start) => self.start(now),
+            (Scheduled, E::StartEarly) => Ok(self.start_early(now)),
             (Scheduled, E::Pause { .. }) => Ok(self.pause_before_start()),
             (Active, E::StepGatePassed { step, summary }) => self.gate_passed(now, *step, summary),
             (Active, E::StepGateFailed { step, reason, in_flight }) => self.gate_failed(now, *step, reason, *in_flight),
@@ -517,6 +520,14 @@ impl Month {
         self.started = true;
         self.begin_step(now, 0);
         Ok(format!("month {} started; {}", self.month, self.running_words()))
+    }
+
+    fn start_early(&mut self, now: Timestamp) -> String {
+        let scheduled = self.start_at;
+        self.state = MonthState::Active;
+        self.started = true;
+        self.begin_step(now, 0);
+        format!("month {} started by operator (scheduled for {scheduled}); {}", self.month, self.running_words())
     }
 
     fn pause_before_start(&mut self) -> String {
@@ -718,6 +729,7 @@ impl Month {
         let step_name = |step: &usize| self.plan.get(*step).map_or_else(|| format!("#{step}"), |s| s.name.clone());
         match event {
             MonthEvent::Start => "start".to_owned(),
+            MonthEvent::StartEarly => "start early".to_owned(),
             MonthEvent::StepGatePassed { step, .. } => format!("pass the gate of step {}", step_name(step)),
             MonthEvent::StepGateFailed { step, .. } => format!("fail the gate of step {}", step_name(step)),
             MonthEvent::ApproveStep { step } => format!("approve step {}", step_name(step)),

@@ -1,8 +1,9 @@
 //! The campaign API (admin): apply a campaign file (TOML, validated by
 //! `rollgate_core::campaign::spec`), list campaigns, show one with a preview of its next month.
 //!
-//! Campaign months are not scheduled yet: the preview computes, from the stored advisories, what
-//! the next month to start would collect, and nothing acts on it.
+//! The preview computes, from the stored advisories, what the next month to start would collect;
+//! the months themselves are created and driven by [`crate::campaign_months`], and their views
+//! and commands live in [`super::campaign_months`].
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,14 +11,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use jiff::Timestamp;
 use rollgate_core::campaign::schedule::{advisory_window, first_month, month_start};
-use rollgate_core::campaign::spec::{CampaignSpec, Severity, ValidCampaign};
-use rollgate_store::{AdvisoryFilter, AdvisoryRecord, StoreError};
+use rollgate_core::campaign::spec::ValidCampaign;
+use rollgate_store::StoreError;
 use rollgate_wire::{
-    CampaignAdvisory, CampaignApplied, CampaignDetail, CampaignPreview, CampaignStepView, CampaignSummary,
+    CampaignAdvisory, CampaignApplied, CampaignDetail, CampaignMonthBrief, CampaignPreview, CampaignStepView,
+    CampaignSummary,
 };
 use serde::Deserialize;
 
-use super::advisories::severity_matches;
 use super::{now_ms, rfc3339, Admin, ApiError, PathParams, QueryParams};
 use crate::AppState;
 
@@ -34,11 +35,7 @@ pub struct ApplyQuery {
     dry_run: bool,
 }
 
-/// Parses and validates a campaign file; the error lists every problem, one per line.
-fn parse(text: &str) -> Result<ValidCampaign, String> {
-    let spec: CampaignSpec = toml::from_str(text).map_err(|e| format!("the file is not a campaign: {e}"))?;
-    spec.validate().map_err(|e| e.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-}
+use crate::campaign_months::parse;
 
 /// `PUT /v1/campaigns/{name}?dry_run=…`, body = the campaign's TOML text.
 pub async fn apply(
@@ -100,6 +97,18 @@ pub async fn show(
         })
         .collect();
     let preview = preview(&state, &campaign, stored.created_at, now_ms()).await?;
+    let months = crate::campaign_months::load_months(&*state.store, &name)
+        .await?
+        .into_iter()
+        .map(|l| CampaignMonthBrief {
+            month: l.row.month.clone(),
+            start_at: rfc3339(l.month.start_at()),
+            requested: l.month.requested().as_str().to_owned(),
+            effective: l.month.effective().as_str().to_owned(),
+            step: l.month.current_step().name.clone(),
+            reason: l.month.reason().to_owned(),
+        })
+        .collect();
     Ok(Json(CampaignDetail {
         name: stored.name,
         spec: stored.spec,
@@ -107,6 +116,7 @@ pub async fn show(
         updated_at: rfc3339(stored.updated_at),
         steps,
         preview,
+        months,
     }))
 }
 
@@ -123,13 +133,9 @@ async fn preview(
     let month = first_month(campaign, now).map_err(schedule)?.max(first);
     let start_at = month_start(campaign, month).map_err(schedule)?;
     let window = advisory_window(campaign, month, first).map_err(schedule)?;
-    let records =
-        state.store.list_advisories(&AdvisoryFilter { product: None, since: Some(window.from), cve: None }).await?;
-    let advisories = records
+    let advisories = crate::campaign_months::collected(&*state.store, campaign, month, first)
+        .await?
         .iter()
-        .filter(|r| r.published_at.or(r.updated_at).is_some_and(|at| window.contains(at)))
-        .filter(|r| campaign.products().is_empty() || r.products.iter().any(|p| campaign.includes_product(p)))
-        .filter(|r| campaign.severities().is_empty() || campaign.severities().iter().any(|s| has_severity(r, *s)))
         .map(|r| CampaignAdvisory {
             id: r.id.clone(),
             publisher: r.publisher.clone(),
@@ -146,10 +152,4 @@ async fn preview(
         window_to: rfc3339(window.to),
         advisories,
     })
-}
-
-/// Whether `r` has `severity`: as the advisory list filters it (rating word or CVSS band), or
-/// through a publisher's own word for it (`important`, `moderate`).
-fn has_severity(r: &AdvisoryRecord, severity: Severity) -> bool {
-    severity_matches(r, severity.as_str()) || r.rating.as_deref().and_then(Severity::of_rating) == Some(severity)
 }

@@ -194,6 +194,7 @@ pub async fn create_set(
         backoff_secs,
         stuck_timeout_secs,
         step_timeout_secs,
+        watch_secs: 0,
     };
     let record = state.store.create_set(&spec, &members, now_ms()).await?;
     state.wake_scheduler.notify_one();

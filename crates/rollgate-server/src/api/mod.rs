@@ -2,6 +2,7 @@
 
 pub(crate) mod advisories;
 mod agent;
+mod campaign_months;
 mod campaigns;
 mod feeds;
 mod manage;
@@ -46,6 +47,13 @@ pub fn router(state: AppState) -> Router {
                 .put(campaigns::apply)
                 .layer(axum::extract::DefaultBodyLimit::max(campaigns::MAX_SPEC_BYTES)),
         )
+        .route("/v1/campaigns/{name}/devices", get(campaign_months::devices))
+        .route("/v1/campaigns/{name}/bad-patch", post(campaign_months::bad_patch))
+        .route("/v1/campaigns/{name}/months/{month}", get(campaign_months::show_month))
+        .route("/v1/campaigns/{name}/steps/{step}/{action}", post(campaign_months::step_action))
+        .route("/v1/campaigns/{name}/vulns/{advisory}/{action}", post(campaign_months::vuln_action))
+        .route("/v1/campaigns/{name}/{action}", post(campaign_months::month_action))
+        .route("/v1/agent/patch-health", post(campaign_months::patch_health))
         .route("/v1/feeds", get(feeds::list).post(feeds::create))
         .route("/v1/feeds/{name}/run", post(feeds::run_now))
         .route("/v1/feeds/{name}/runs", get(feeds::runs))

@@ -37,6 +37,7 @@ fn event(words: &[&str]) -> MonthEvent {
     let num = |i: usize| words[i].parse::<usize>().unwrap();
     match words[0] {
         "start" => MonthEvent::Start,
+        "start-early" => MonthEvent::StartEarly,
         "pass" => MonthEvent::StepGatePassed { step: num(1), summary: "ok".to_owned() },
         "fail" => MonthEvent::StepGateFailed { step: num(1), in_flight: num(2) as u32, reason: words[3..].join(" ") },
         "approve" => MonthEvent::ApproveStep { step: num(1) },
@@ -337,6 +338,22 @@ fn paused_before_its_start() {
 }
 
 #[test]
+fn an_operator_starts_a_month_early() {
+    check(
+        "
+        -600 start
+        -600 start-early
+        -590 start-early
+        ",
+        expect![[r#"
+            -600 start                   -> error: cannot start in campaign month 2025-03: it starts at 2025-03-12T17:00:00Z
+            -600 start-early             -> active [step 0 running]: month 2025-03 started by operator (scheduled for 2025-03-12T17:00:00Z); step pilot is running
+            -590 start-early             -> error: cannot start early in campaign month 2025-03: it is active
+        "#]],
+    );
+}
+
+#[test]
 fn stale_and_unknown_steps_are_refused() {
     check(
         "
@@ -498,6 +515,7 @@ fn transition_table() {
     let events = |step: usize| {
         [
             MonthEvent::Start,
+            MonthEvent::StartEarly,
             MonthEvent::StepGatePassed { step, summary: "ok".to_owned() },
             MonthEvent::StepGateFailed { step, reason: "bad".to_owned(), in_flight: 0 },
             MonthEvent::ApproveStep { step },
@@ -526,6 +544,7 @@ fn transition_table() {
     expect![[r#"
         scheduled:
           Start           scheduled -> active
+          StartEarly      scheduled -> active
           StepGatePassed  refused: it is scheduled
           StepGateFailed  refused: it is scheduled
           ApproveStep     refused: it is scheduled
@@ -536,6 +555,7 @@ fn transition_table() {
           Stop            scheduled -> failed
         paused before start:
           Start           refused: it is paused
+          StartEarly      refused: it is paused
           StepGatePassed  refused: it is paused
           StepGateFailed  refused: it is paused
           ApproveStep     refused: it was paused by an operator, not by a failed gate; resume it
@@ -546,6 +566,7 @@ fn transition_table() {
           Stop            paused -> failed
         active, running:
           Start           refused: it is active
+          StartEarly      refused: it is active
           StepGatePassed  active -> active
           StepGateFailed  active -> paused
           ApproveStep     refused: step pilot is still running; its gate has not passed
@@ -556,6 +577,7 @@ fn transition_table() {
           Stop            active -> failed
         active, awaiting:
           Start           refused: it is active
+          StartEarly      refused: it is active
           StepGatePassed  refused: step extended already passed its gate and is waiting for approval
           StepGateFailed  refused: step extended already passed its gate and is waiting for approval
           ApproveStep     active -> active
@@ -566,6 +588,7 @@ fn transition_table() {
           Stop            active -> failed
         pausing by operator:
           Start           refused: it is pausing
+          StartEarly      refused: it is pausing
           StepGatePassed  refused: it is pausing
           StepGateFailed  refused: it is pausing
           ApproveStep     refused: it was paused by an operator, not by a failed gate; resume it
@@ -576,6 +599,7 @@ fn transition_table() {
           Stop            pausing -> failed
         paused by operator:
           Start           refused: it is paused
+          StartEarly      refused: it is paused
           StepGatePassed  refused: it is paused
           StepGateFailed  refused: it is paused
           ApproveStep     refused: it was paused by an operator, not by a failed gate; resume it
@@ -586,6 +610,7 @@ fn transition_table() {
           Stop            paused -> failed
         pausing, gate failed:
           Start           refused: it is pausing
+          StartEarly      refused: it is pausing
           StepGatePassed  refused: it is pausing
           StepGateFailed  refused: it is pausing
           ApproveStep     pausing -> active
@@ -596,6 +621,7 @@ fn transition_table() {
           Stop            pausing -> failed
         paused, gate failed:
           Start           refused: it is paused
+          StartEarly      refused: it is paused
           StepGatePassed  refused: it is paused
           StepGateFailed  refused: it is paused
           ApproveStep     paused -> active
@@ -606,6 +632,7 @@ fn transition_table() {
           Stop            paused -> failed
         failed:
           Start           refused: it is failed
+          StartEarly      refused: it is failed
           StepGatePassed  refused: it is failed
           StepGateFailed  refused: it is failed
           ApproveStep     refused: it is failed
@@ -616,6 +643,7 @@ fn transition_table() {
           Stop            refused: it is failed
         failed before start:
           Start           refused: it is failed
+          StartEarly      refused: it is failed
           StepGatePassed  refused: it is failed
           StepGateFailed  refused: it is failed
           ApproveStep     refused: it is failed
