@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rollgate_wire::{EnrollRequest, EnrollResponse, ErrorBody, Inventory, Report, SoftwareDelta, WorkResponse};
+use rollgate_wire::{
+    EnrollRequest, EnrollResponse, ErrorBody, Inventory, PatchHealth, Report, SoftwareDelta, WorkResponse,
+};
 
 /// Why a request did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +201,16 @@ impl Client {
     /// `POST /v1/agent/reports`.
     pub async fn report(&self, report: &Report) -> Result<(), ApiFailure> {
         let response = self.send(|h, base| h.post(format!("{base}/v1/agent/reports")).json(report)).await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/agent/patch-health`: what a watch saw of a patched product (204 when recorded;
+    /// a 409 `not_a_member` refusal when this endpoint did not install that version in that set).
+    pub async fn patch_health(&self, health: &PatchHealth) -> Result<(), ApiFailure> {
+        let response = self.send(|h, base| h.post(format!("{base}/v1/agent/patch-health")).json(health)).await?;
         if !response.status().is_success() {
             return Err(error_of(response).await);
         }

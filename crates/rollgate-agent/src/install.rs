@@ -431,12 +431,108 @@ fn child_env(
     from_version: Option<&str>,
     version_dir: &Path,
 ) -> Vec<(String, String)> {
-    let mut env = req.env.to_vec();
-    env.push(("ROLLGATE_PRODUCT".into(), req.product.into()));
+    program_env(req.env, req.product, version, from_version, version_dir)
+}
+
+/// [`child_env`] without an install request: `base`, then the `ROLLGATE_*` variables.
+fn program_env(
+    base: &[(String, String)],
+    product: &str,
+    version: &str,
+    from_version: Option<&str>,
+    version_dir: &Path,
+) -> Vec<(String, String)> {
+    let mut env = base.to_vec();
+    env.push(("ROLLGATE_PRODUCT".into(), product.into()));
     env.push(("ROLLGATE_VERSION".into(), version.into()));
     env.push(("ROLLGATE_FROM_VERSION".into(), from_version.unwrap_or("").into()));
     env.push(("ROLLGATE_VERSION_DIR".into(), version_dir.to_string_lossy().into_owned()));
     env
+}
+
+/// An installed version whose health to check again, after its install (see
+/// [`check_installed_health`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HealthTarget<'a> {
+    /// Directory holding one subdirectory per product.
+    pub products_dir: &'a Path,
+    /// Product name.
+    pub product: &'a str,
+    /// The installed version.
+    pub version: &'a str,
+    /// The version it replaced, passed to the program as during the install.
+    pub from_version: Option<&'a str>,
+    /// The module that installed it: it names the health program.
+    pub module: Module,
+    /// Extra environment, as for the install.
+    pub env: &'a [(String, String)],
+    /// Time limit of one run.
+    pub step_timeout: Duration,
+}
+
+/// What one run of an installed version's health program said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum InstalledHealth {
+    /// The version has no health program (or no longer exists): nothing was run.
+    NoProgram,
+    /// The program exited with status 0 within the step timeout.
+    Healthy,
+    /// It exited otherwise, was killed, timed out or could not run. The reason names the
+    /// program, the version, how it ended and at most `max_output_chars` of its output's end.
+    Unhealthy(String),
+}
+
+impl Module {
+    /// The program at the root of a version directory that judges its health.
+    pub(crate) fn health_program(self) -> &'static str {
+        match self {
+            Module::Files => FILES_HEALTH_PROGRAM,
+            Module::Script => SCRIPT_HEALTH_PROGRAM,
+        }
+    }
+}
+
+/// Whether the installed version ships a health program; an error when it ships one that
+/// cannot run (not a regular executable file).
+pub(crate) fn has_health_program(target: &HealthTarget<'_>) -> Result<bool, String> {
+    let dir = version_path(target.products_dir, target.product, target.version);
+    optional_program(&dir, target.module.health_program()).map(|program| program.is_some())
+}
+
+/// Runs the health program of an installed version once, as the install module ran it (same
+/// program, working directory, environment and step timeout). Changes nothing on the endpoint.
+pub(crate) async fn check_installed_health(target: &HealthTarget<'_>, max_output_chars: usize) -> InstalledHealth {
+    let name = target.module.health_program();
+    let named = |why: &dyn fmt::Display| format!("`{name}` of {} {}: {why}", target.product, target.version);
+    let products_dir = match std::path::absolute(target.products_dir) {
+        Ok(dir) => dir,
+        Err(e) => return InstalledHealth::Unhealthy(named(&format!("cannot resolve the products dir: {e}"))),
+    };
+    let version_dir = version_path(&products_dir, target.product, target.version);
+    let program = match optional_program(&version_dir, name) {
+        Ok(Some(program)) => program,
+        Ok(None) => return InstalledHealth::NoProgram,
+        Err(reason) => return InstalledHealth::Unhealthy(named(&reason)),
+    };
+    let env = program_env(target.env, target.product, target.version, target.from_version, &version_dir);
+    match run_program(&program, &version_dir, &env, target.step_timeout).await {
+        Ok(()) => InstalledHealth::Healthy,
+        Err(failure) => {
+            let output = last_chars(&failure.output, max_output_chars);
+            InstalledHealth::Unhealthy(named(&ProgramFailure { how: failure.how, output }))
+        }
+    }
+}
+
+/// The last `max_chars` characters of `text`, marked with a leading `…` when cut.
+fn last_chars(text: &str, max_chars: usize) -> String {
+    let skip = text.chars().count().saturating_sub(max_chars);
+    if skip == 0 {
+        return text.to_owned();
+    }
+    let mut tail = String::from("…");
+    tail.extend(text.chars().skip(skip));
+    tail
 }
 
 /// Unpacks only (used by the agent's self-upgrade, which does its own switch/health): returns the
@@ -873,10 +969,41 @@ fn optional_program(dir: &Path, name: &str) -> Result<Option<PathBuf>, String> {
     }
 }
 
+/// Why a package program failed: how it ended, and the tail of its output (at most
+/// [`OUTPUT_TAIL_BYTES`]). Shown as `<how>; output: <tail>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProgramFailure {
+    /// `exited with status 3`, `was killed by signal 9`, `timed out after …`, `could not start: …`.
+    how: String,
+    /// The end of its stdout and stderr, interleaved and trimmed; may be empty.
+    output: String,
+}
+
+impl ProgramFailure {
+    fn without_output(how: String) -> Self {
+        ProgramFailure { how, output: String::new() }
+    }
+}
+
+impl fmt::Display for ProgramFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.output.is_empty() {
+            f.write_str(&self.how)
+        } else {
+            write!(f, "{}; output: {}", self.how, self.output)
+        }
+    }
+}
+
 /// Runs one package program to completion with `cwd` as working directory and a time limit.
 /// On timeout the program's whole process group is killed. Returns why it failed, including
 /// the tail of its output.
-async fn run_program(program: &Path, cwd: &Path, env: &[(String, String)], timeout: Duration) -> Result<(), String> {
+async fn run_program(
+    program: &Path,
+    cwd: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), ProgramFailure> {
     let mut command = Command::new(program);
     command
         .current_dir(cwd)
@@ -888,7 +1015,8 @@ async fn run_program(program: &Path, cwd: &Path, env: &[(String, String)], timeo
         .process_group(0)
         .kill_on_drop(true);
     tracing::debug!(program = %program.display(), timeout_secs = timeout.as_secs_f64(), "running package program");
-    let mut child = spawn(&mut command).await.map_err(|e| format!("could not start: {e}"))?;
+    let mut child =
+        spawn(&mut command).await.map_err(|e| ProgramFailure::without_output(format!("could not start: {e}")))?;
     let pid = child.id();
 
     let tail = Arc::new(Mutex::new(Vec::with_capacity(OUTPUT_TAIL_BYTES)));
@@ -921,7 +1049,7 @@ async fn run_program(program: &Path, cwd: &Path, env: &[(String, String)], timeo
         abort.abort();
     }
 
-    let why = match outcome {
+    let how = match outcome {
         Outcome::Exited(status) if status.success() => return Ok(()),
         Outcome::Exited(status) => describe_status(status),
         Outcome::WaitFailed(e) => format!("could not wait for it: {e}"),
@@ -933,11 +1061,7 @@ async fn run_program(program: &Path, cwd: &Path, env: &[(String, String)], timeo
         let tail = tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         String::from_utf8_lossy(&tail).trim().to_owned()
     };
-    if output.is_empty() {
-        Err(why)
-    } else {
-        Err(format!("{why}; output: {output}"))
-    }
+    Err(ProgramFailure { how, output })
 }
 
 enum Outcome {
@@ -1036,6 +1160,14 @@ mod tests {
         assert!(ok("a/b/link", "../../../c").is_err());
         assert!(ok("link", "/etc/passwd").is_err());
         assert!(ok("link", "./x/../y").is_ok());
+    }
+
+    #[test]
+    fn output_tails_keep_the_last_characters() {
+        assert_eq!(last_chars("worker crashed", 100), "worker crashed");
+        assert_eq!(last_chars("abcdef", 3), "…def");
+        assert_eq!(last_chars("ééé", 2), "…éé");
+        assert_eq!(last_chars("", 0), "");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Runs one upgrade to its end: claim an attempt, download and verify, install and check
 //! health, and on failure retry with backoff, then give up leaving the previous version in
-//! place. The decisions about retrying are `rollgate-core`'s [`AttemptPolicy`].
+//! place. The decisions about retrying are `rollgate-core`'s [`AttemptPolicy`]. A success whose
+//! assignment has `watch_secs` starts a background [`crate::watch`] of the product; the next
+//! install of that product ends it first.
 //!
 //! **Invariant:** nothing is installed before the server accepted the attempt's start report,
 //! so an endpoint whose slot was taken away never installs outside the set's limit.
@@ -17,6 +19,7 @@ use crate::download::{self, DownloadError};
 use crate::install::{self, InstallFailure, InstallRequest, Module, Phase};
 use crate::signing::{self, CheckError, Verdict};
 use crate::state::Job;
+use crate::watch::WatchRequest;
 use crate::{outbox, self_upgrade, Agent, AGENT_PRODUCT};
 
 /// A failed attempt, in the words the server records.
@@ -163,8 +166,9 @@ pub async fn run(agent: &Agent, mut job: Job) -> anyhow::Result<()> {
     }
 }
 
-/// Closes a job whose install succeeded. Every step is idempotent, so it may run again after
-/// a crash (the server ignores a repeated report).
+/// Closes a job whose install succeeded, then starts watching the product if the assignment
+/// asks for it. Every step is idempotent, so it may run again after a crash (the server ignores
+/// a repeated report; the restarted agent starts a new watch).
 fn complete_success(agent: &Agent, job: &Job) -> anyhow::Result<()> {
     let a = &job.assignment;
     agent.state.set_installed(&a.product, Some(&a.version))?;
@@ -172,7 +176,35 @@ fn complete_success(agent: &Agent, job: &Job) -> anyhow::Result<()> {
     outbox::push(&agent.state, report(job, job.attempts.max(1), ReportKind::Succeeded, None, None))?;
     finish(agent, job)?;
     tracing::info!(set = %a.set_name, product = %a.product, version = %a.version, "upgrade succeeded");
+    start_watch(agent, job);
     Ok(())
+}
+
+/// Starts the background watch of a patched product when `watch_secs` asks for one (campaign
+/// steps); see [`crate::watch`]. The agent's own upgrades are not watched.
+fn start_watch(agent: &Agent, job: &Job) {
+    let a = &job.assignment;
+    if a.watch_secs == 0 || a.product == AGENT_PRODUCT {
+        return;
+    }
+    let module = match a.module.parse::<Module>() {
+        Ok(module) => module,
+        Err(err) => {
+            tracing::warn!(product = %a.product, "not watching the patched product: {err}");
+            return;
+        }
+    };
+    tracing::info!(product = %a.product, version = %a.version, watch_secs = a.watch_secs, "watching the patched product");
+    agent.watcher.start(WatchRequest {
+        set_id: a.set_id,
+        product: a.product.clone(),
+        version: a.version.clone(),
+        from_version: job.from_version.clone(),
+        module,
+        watch_secs: a.watch_secs,
+        step_timeout: Duration::from_secs(a.step_timeout_secs.max(1)),
+        env: agent.child_env(),
+    });
 }
 
 /// Tells the server every `heartbeat_secs` that the attempt is still running, so a long
@@ -371,6 +403,8 @@ async fn attempt_once(agent: &Agent, job: &Job, attempt: u32, withdrawn: &Atomic
         reverted: false,
         withdrawn: false,
     })?;
+    // The watch of an earlier install must not judge the product while this one changes it.
+    agent.watcher.cancel(&a.product);
     let env = agent.child_env();
     let request = InstallRequest {
         products_dir: &agent.state.products(),

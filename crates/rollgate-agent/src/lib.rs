@@ -2,8 +2,9 @@
 //!
 //! It enrolls once (its own key, a certificate signed by the server's CA), then talks to the
 //! server only over mutual TLS: it reports its inventory when it changes, holds a poll open for
-//! work, and runs each assignment through [`job`]. Everything it must not forget lives in its
-//! [`state`] directory.
+//! work, and runs each assignment through [`job`]. After a successful install that asks for it,
+//! [`watch`] keeps checking the patched product in the background and reports its health.
+//! Everything it must not forget lives in its [`state`] directory.
 
 pub mod client;
 pub mod download;
@@ -15,6 +16,7 @@ pub mod signing;
 pub mod software;
 pub mod state;
 pub mod trim;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +67,8 @@ pub struct Agent {
     pub client: std::sync::Arc<Client>,
     /// Endpoint id.
     pub endpoint_id: String,
+    /// Watches of patched products; their reports go to the server through `client`.
+    pub watcher: watch::Watcher,
 }
 
 fn machine_hostname() -> String {
@@ -176,7 +180,11 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
         signing::keep_root_if_none(&state, &root, &format!("given with --root {}", path.display()))?;
     }
     std::fs::write(state.file("agent.pid"), format!("{}\n", std::process::id()))?;
-    Ok(Agent { config, state, client: std::sync::Arc::new(client), endpoint_id })
+    let client = std::sync::Arc::new(client);
+    let (reports, to_send) = tokio::sync::mpsc::channel(watch::REPORT_QUEUE_LEN);
+    tokio::spawn(watch::forward_reports(std::sync::Arc::clone(&client), to_send, watch::SendPolicy::default()));
+    let watcher = watch::Watcher::new(state.clone(), reports);
+    Ok(Agent { config, state, client, endpoint_id, watcher })
 }
 
 async fn enroll(config: &AgentConfig, state: &StateDir) -> anyhow::Result<()> {

@@ -137,13 +137,17 @@ impl Driver {
         if changed {
             months = load_months(&*state.store, &record.name).await?;
         }
-        let Some(latest) = months.pop() else { return Ok(changed) };
         let autofix_due = self.autofix_due(&record.name, state.config.campaign_tick_ms);
         let ctx = Ctx { state, name: &record.name, campaign: &campaign, first, autofix_due };
-        if !latest.month.effective().is_terminal() {
+        if let Some(latest) = months.last().filter(|m| !m.month.effective().is_terminal()) {
             changed |= ctx.tick_month(latest, now).await?;
-        } else if latest.month.effective() == MonthState::Completed {
-            changed |= ctx.autofix(&latest, now).await?;
+        }
+        // The newest completed month keeps its last step's autofix until a later month starts.
+        let newest_done = months.iter().rposition(|m| m.month.effective() == MonthState::Completed);
+        if let Some(i) = newest_done {
+            if months[i + 1..].iter().all(|m| m.month.effective() == MonthState::Scheduled) {
+                changed |= ctx.autofix(&months[i], now).await?;
+            }
         }
         Ok(changed)
     }
@@ -272,24 +276,24 @@ impl Ctx<'_> {
         &*self.state.store
     }
 
-    async fn tick_month(&self, loaded: Loaded, now: Timestamp) -> anyhow::Result<bool> {
+    async fn tick_month(&self, loaded: &Loaded, now: Timestamp) -> anyhow::Result<bool> {
         let month = &loaded.month;
         match month.effective() {
             MonthState::Scheduled if month.due_to_start(now) => {
-                self.apply(&loaded, MonthEvent::Start, now).await?;
+                self.apply(loaded, MonthEvent::Start, now).await?;
                 Ok(true)
             }
-            MonthState::Active if month.phase() == StepPhase::Running => self.drive_step(&loaded, now).await,
+            MonthState::Active if month.phase() == StepPhase::Running => self.drive_step(loaded, now).await,
             MonthState::Active => {
                 // Awaiting approval: the step's remaining sets keep deploying; autofix still
                 // covers the last step.
-                let changed = self.create_next_set(&loaded, now).await?;
-                Ok(changed | self.autofix_if_last(&loaded, now).await?)
+                let changed = self.create_next_set(loaded, now).await?;
+                Ok(changed | self.autofix_if_last(loaded, now).await?)
             }
             MonthState::Pausing => {
-                let in_flight = self.in_flight_now(&loaded).await?;
+                let in_flight = self.in_flight_now(loaded).await?;
                 if in_flight == 0 {
-                    self.apply(&loaded, MonthEvent::InFlightDrained, now).await?;
+                    self.apply(loaded, MonthEvent::InFlightDrained, now).await?;
                     return Ok(true);
                 }
                 Ok(false)
@@ -635,30 +639,20 @@ impl Ctx<'_> {
         let step = loaded.month.step();
         let targeted = self.targeted(step).await?;
         let plan = dispatch::plan(&self.needs(&loaded.month, &targeted).await?, &self.packages().await?);
-        let covered: BTreeSet<(&str, &str, &str)> = facts
+        let covered: BTreeSet<(String, String, String)> = facts
             .sets
             .values()
             .flat_map(|(set, members)| {
-                members.iter().map(move |m| (set.spec.product.as_str(), set.spec.version.as_str(), m.endpoint_id.as_str()))
+                members.iter().map(move |m| (set.spec.product.clone(), set.spec.version.clone(), m.endpoint_id.clone()))
             })
             .collect();
         let (_, run) = current_place(&loaded.month);
         let seq = u32::try_from(facts.sets.len()).unwrap_or(u32::MAX);
-        for d in plan.deployments {
-            let late: Vec<String> = d
-                .endpoints
-                .into_iter()
-                .filter(|e| !covered.contains(&(d.product.as_str(), d.version.as_str(), e.as_str())))
-                .collect();
-            if late.is_empty() {
-                continue;
-            }
-            tracing::info!(campaign = self.name, "global autofix: {}@{} for {} endpoints that came later", d.product, d.version, late.len());
-            let deployment = StoredDeployment { product: d.product, version: d.version, endpoints: late };
-            self.create_set(&loaded.row.month, (step, run, seq), &deployment, now).await?;
-            return Ok(true);
-        }
-        Ok(false)
+        let Some(d) = dispatch::late(&plan, &covered).into_iter().next() else { return Ok(false) };
+        tracing::info!(campaign = self.name, "global autofix: {}@{} for {} endpoints that came later", d.product, d.version, d.endpoints.len());
+        let deployment = StoredDeployment { product: d.product, version: d.version, endpoints: d.endpoints };
+        self.create_set(&loaded.row.month, (step, run, seq), &deployment, now).await?;
+        Ok(true)
     }
 }
 

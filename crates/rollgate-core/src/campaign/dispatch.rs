@@ -114,6 +114,24 @@ struct Wanted<'a> {
     floor: Option<&'a str>,
 }
 
+/// Global autofix: the deployments of a fresh `plan` of the last step restricted to endpoints
+/// that no set of the step covers yet for that package (`covered` holds `(product, version,
+/// endpoint)`): endpoints that enrolled, or came to need the patch, after the step planned.
+pub fn late(plan: &StepPlan, covered: &BTreeSet<(String, String, String)>) -> Vec<Deployment> {
+    plan.deployments
+        .iter()
+        .filter_map(|d| {
+            let endpoints: Vec<String> = d
+                .endpoints
+                .iter()
+                .filter(|e| !covered.contains(&(d.product.clone(), d.version.clone(), (*e).clone())))
+                .cloned()
+                .collect();
+            (!endpoints.is_empty()).then(|| Deployment { product: d.product.clone(), version: d.version.clone(), endpoints })
+        })
+        .collect()
+}
+
 fn highest<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
     match (a, b) {
         (Some(a), Some(b)) => Some(if version::compare(a, b) == Ordering::Less { b } else { a }),

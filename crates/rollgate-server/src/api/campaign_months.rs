@@ -84,11 +84,11 @@ async fn month_of(state: &AppState, campaign: &str, wanted: Option<&str>) -> Res
         None => months.into_iter().last(),
     };
     found.ok_or_else(|| {
-        let which = wanted.map_or_else(|| "any month yet".to_owned(), |m| format!("month {m}"));
+        let which = wanted.map_or_else(|| "no month yet".to_owned(), |m| format!("no month {m}"));
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("campaign `{campaign}` has no {which} (months are created by the server's campaign driver)"),
+            format!("campaign `{campaign}` has {which} (months are created by the server's campaign driver)"),
         )
     })
 }
@@ -379,28 +379,23 @@ async fn vuln_views(ctx: &Ctx<'_>, loaded: &Loaded) -> Result<Vec<CampaignMonthV
         let _ = everything.decide_vuln(&r.id, VulnDecision::Reset);
     }
     let needs = ctx.needs(&everything, &endpoints).await.map_err(driver_error)?;
-    let plan = dispatch::plan(&needs, &ctx.packages().await.map_err(driver_error)?);
-    let mut affected: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    for n in &needs {
-        affected.entry(n.advisory.as_str()).or_default().insert(n.endpoint.as_str());
-    }
+    let packages = ctx.packages().await.map_err(driver_error)?;
     Ok(records
         .iter()
-        .map(|r| CampaignMonthVuln {
-            id: r.id.clone(),
-            title: r.title.clone(),
-            rating: r.rating.clone(),
-            approval: loaded.month.vuln_approval(&r.id).as_str().to_owned(),
-            affected: u32::try_from(affected.get(r.id.as_str()).map_or(0, BTreeSet::len)).unwrap_or(u32::MAX),
-            fix_packages: plan.fixes.iter().filter(|(a, _)| *a == r.id).map(|(_, p)| p.clone()).collect(),
-            needs_package: plan
-                .needs_package
-                .iter()
-                .filter(|(a, _)| *a == r.id)
-                .map(|(_, s)| s.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+        .map(|r| {
+            // Each advisory planned alone: the package that fixes it, or what lacks one.
+            let own: Vec<dispatch::Need> = needs.iter().filter(|n| n.advisory == r.id).cloned().collect();
+            let plan = dispatch::plan(&own, &packages);
+            let affected: BTreeSet<&str> = own.iter().map(|n| n.endpoint.as_str()).collect();
+            CampaignMonthVuln {
+                id: r.id.clone(),
+                title: r.title.clone(),
+                rating: r.rating.clone(),
+                approval: loaded.month.vuln_approval(&r.id).as_str().to_owned(),
+                affected: u32::try_from(affected.len()).unwrap_or(u32::MAX),
+                fix_packages: plan.fixes.into_iter().map(|(_, p)| p).collect(),
+                needs_package: plan.needs_package.into_iter().map(|(_, s)| s).collect::<BTreeSet<_>>().into_iter().collect(),
+            }
         })
         .collect())
 }

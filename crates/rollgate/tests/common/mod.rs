@@ -111,8 +111,13 @@ impl Server {
 
     /// A server on the given backend.
     pub fn start_on(backend: &Backend) -> Server {
+        Server::start_on_with(backend, &[])
+    }
+
+    /// A server on the given backend with extra `rollgate server` flags.
+    pub fn start_on_with(backend: &Backend, extra: &[String]) -> Server {
         let dir = tempfile::Builder::new().prefix("rollgate-e2e-").tempdir().unwrap();
-        let (args, schema, backend_name) = match backend {
+        let (mut args, schema, backend_name) = match backend {
             Backend::Sqlite => (Vec::new(), None, "sqlite"),
             Backend::Postgres(url) => {
                 let schema = std::sync::Arc::new(PgSchema::new(url));
@@ -122,6 +127,7 @@ impl Server {
             }
         };
         println!("e2e: server on {backend_name}");
+        args.extend_from_slice(extra);
         let mut server = Server { dir, port: free_port(), proc: None, args, backend_name, _schema: schema };
         server.spawn();
         server
