@@ -239,6 +239,7 @@ max_in_flight = 2
 soak = "2s"
 progression = "manual"
 global_autofix = true
+max_attempts = 1
 [steps.acceptance]
 min_sample = 2
 min_success_rate = 0.9
@@ -290,6 +291,8 @@ fn step<'a>(month: &'a Value, name: &str) -> &'a Value {
 }
 
 fn run_on(backend: &Backend, python: &Path) {
+    let started_at = std::time::Instant::now();
+    let mark = |what: &str| println!("e2e: {:>6.1} s  {what}", started_at.elapsed().as_secs_f64());
     let smtp = Smtp::start(python);
     let hooks = Hooks::start();
     let server = Server::start_on_with(
@@ -325,6 +328,7 @@ fn run_on(backend: &Backend, python: &Path) {
     server.json(&base);
     assert_eq!(server.wait_set("base", Duration::from_secs(60))["counts"]["succeeded"], 4);
 
+    mark("base set done");
     let docs = tempfile::tempdir().unwrap();
     for (name, doc) in [("fix.json", csaf("ACME-2026-001", "CVE-2026-0001", "2.0.0")), ("later.json", csaf("ACME-2026-002", "CVE-2026-0002", "3.0.0"))] {
         std::fs::write(docs.path().join(name), serde_json::to_vec(&doc).unwrap()).unwrap();
@@ -337,6 +341,7 @@ fn run_on(backend: &Backend, python: &Path) {
     let out = server.cli(&["campaigns", "apply", &file.display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
 
+    mark("campaign applied");
     // The driver schedules the first month; it shows what it would deploy.
     let scheduled = wait_month(&server, "the first month", Duration::from_secs(30), |m| m["effective"] == "scheduled");
     let vulns: Vec<(&str, &str, u64, Vec<&str>, Vec<&str>)> = scheduled["vulnerabilities"]
@@ -360,6 +365,7 @@ fn run_on(backend: &Backend, python: &Path) {
     assert_eq!(done["message"], "operator set vulnerability ACME-2026-002 from unreviewed to disapproved");
     assert_eq!(month(&server)["vulnerabilities"][1]["approval"], "disapproved");
 
+    mark("vulns decided");
     // Start it now rather than on Patch Tuesday; pause and resume during the pilot.
     let started = server.json(&["campaigns", "start", "e2e-monthly"]);
     assert_eq!(started["effective"], "active", "{started:#}");
@@ -369,6 +375,7 @@ fn run_on(backend: &Backend, python: &Path) {
     let resumed = server.json(&["campaigns", "resume", "e2e-monthly"]);
     assert_eq!(resumed["effective"], "active", "{resumed:#}");
 
+    mark("paused and resumed");
     // The pilot passes its gate after its soak; the broad step fails its own.
     let failed = wait_month(&server, "the broad step's gate to fail", Duration::from_secs(120), |m| {
         m["effective"] == "paused" && m["current_step"] == 1
@@ -399,6 +406,10 @@ fn run_on(backend: &Backend, python: &Path) {
         assert_eq!(agents.iter().find(|a| a.name == host).unwrap().current("sample").as_deref(), Some("1.0.0"), "rolled back");
     }
 
+    mark("broad gate failed");
+    for t in failed["transitions"].as_array().unwrap() {
+        println!("e2e: transition {} {} -> {}: {}", t["at"], t["from"], t["to"], t["reason"]);
+    }
     // Notifications: the pilot completed, the broad gate failed; by email over TLS and webhook.
     wait_for("the notifications", Duration::from_secs(30), || hooks.events().len() >= 2 && smtp.messages().len() >= 2);
     assert_eq!(
@@ -414,6 +425,7 @@ fn run_on(backend: &Backend, python: &Path) {
     let board_mail = mail("change-board@example.test");
     assert!(board_mail["body"].as_str().unwrap().contains("success rate 0 is below 0.9"), "{board_mail:#}");
 
+    mark("notified");
     // Plain resume is refused after a failed gate; approving anyway completes the month.
     let out = server.cli(&["campaigns", "resume", "e2e-monthly"]);
     assert!(!out.status.success());
@@ -426,6 +438,7 @@ fn run_on(backend: &Backend, python: &Path) {
     });
     assert_eq!(shown["months"][0]["effective"], "completed", "{shown:#}");
 
+    mark("approved, next month");
     // An operator reports a bad patch; the devices view counts it.
     let out = server.cli(&["campaigns", "bad-patch", "e2e-monthly", &id_of("pilot-1"), "--reason", "toolbar gone", "--month", failed["month"].as_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -436,6 +449,7 @@ fn run_on(backend: &Backend, python: &Path) {
     assert_eq!(counts(device("pilot-2")), (1, 1, 0, 0));
     assert_eq!(counts(device("broad-1")), (1, 0, 1, 0));
 
+    mark("devices");
     // Global autofix: an endpoint of the last step that arrives later is patched too.
     let late = server.agent("late-1", &token, &["ring=broad"]);
     server.wait_endpoints(5);
@@ -444,4 +458,5 @@ fn run_on(backend: &Backend, python: &Path) {
     server.wait_set("late-base", Duration::from_secs(60));
     wait_for("autofix to patch the late endpoint", Duration::from_secs(90), || late.current("sample").as_deref() == Some("2.0.0"));
     agents.push(late);
+    mark("autofix patched the late endpoint");
 }

@@ -7,7 +7,10 @@
 //! - **attempted**: targeted endpoints that started an install in this step. They are the
 //!   sample and the denominator of both rates.
 //! - **success rate** = succeeded / attempted. An attempt still running when the gate is judged
-//!   has not succeeded, so it counts against the success rate…
+//!   has not succeeded, so it counts against the success rate (a step may pass with a few
+//!   installs still running when the rest already meet the bar); but a gate never *fails* on
+//!   installs still running: while their success could still make every criterion hold, it
+//!   waits for them…
 //! - **error rate** = failed / attempted. …but not as an error: only a failed (rolled back or
 //!   timed out) install is one. That is what makes `max_error_rate` a separate criterion from
 //!   `min_success_rate`: it bounds breakage, while the success rate also measures completeness.
@@ -136,12 +139,23 @@ pub fn evaluate(acceptance: &Acceptance, tally: &StepTally, soak_done: bool) -> 
     if !soak_done {
         return GateResult::Soaking;
     }
-    let failures: Vec<String> = criteria(acceptance, tally).into_iter().filter_map(|c| c.failure).collect();
+    let failures = failures(acceptance, tally);
     if failures.is_empty() {
-        GateResult::Passed { summary: summary(acceptance, tally) }
-    } else {
-        GateResult::Failed { reason: failures.join("; ") }
+        return GateResult::Passed { summary: summary(acceptance, tally) };
     }
+    // Not yet a verdict if the installs still running could make every criterion hold.
+    let running = tally.running();
+    let best_case = StepTally { succeeded: tally.succeeded + running, ..*tally };
+    if running > 0 && self::failures(acceptance, &best_case).is_empty() {
+        return GateResult::Waiting {
+            reason: format!("{running} installs still running decide it ({})", failures.join("; ")),
+        };
+    }
+    GateResult::Failed { reason: failures.join("; ") }
+}
+
+fn failures(acceptance: &Acceptance, tally: &StepTally) -> Vec<String> {
+    criteria(acceptance, tally).into_iter().filter_map(|c| c.failure).collect()
 }
 
 fn below_sample(acceptance: &Acceptance, tally: &StepTally, soak_done: bool) -> GateResult {

@@ -39,6 +39,10 @@ pub const MAX_IN_FLIGHT: u32 = 100_000;
 pub const MAX_MIN_SAMPLE: u32 = 1_000_000;
 /// Most email addresses, and separately most webhooks, one step may notify.
 pub const MAX_RECIPIENTS: usize = 32;
+/// Most install attempts a step allows per endpoint and package.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Longest retry backoff a step allows (a day).
+pub const MAX_RETRY_BACKOFF_SECS: u64 = 86_400;
 /// Longest email address (RFC 5321's path limit).
 const MAX_EMAIL_LEN: usize = 254;
 /// Longest webhook URL.
@@ -95,6 +99,13 @@ pub struct StepSpec {
     /// Keep every targeted endpoint patched, including ones that enroll later. Last step only.
     #[serde(default)]
     pub global_autofix: bool,
+    /// Install attempts per endpoint and package (1 to 10; 3 when absent): a failed attempt is
+    /// retried after `retry_backoff`, doubled each time.
+    #[serde(default)]
+    pub max_attempts: Option<i64>,
+    /// Wait before the first retry (`30s` when absent).
+    #[serde(default)]
+    pub retry_backoff: Option<SoakSpec>,
 }
 
 /// A soak time: whole seconds, or text such as `2h`, `30m`, `45s`, `1d12h`.
@@ -279,6 +290,8 @@ pub struct ValidStep {
     notify: Notify,
     window: Option<Window>,
     global_autofix: bool,
+    max_attempts: u32,
+    retry_backoff_secs: u64,
 }
 
 impl ValidStep {
@@ -317,6 +330,14 @@ impl ValidStep {
     /// True when the step keeps every targeted endpoint patched, late enrollments included.
     pub fn global_autofix(&self) -> bool {
         self.global_autofix
+    }
+    /// Install attempts per endpoint and package, 1 to [`MAX_ATTEMPTS`].
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+    /// Wait before the first retry of a failed attempt, seconds.
+    pub fn retry_backoff_secs(&self) -> u64 {
+        self.retry_backoff_secs
     }
 }
 
@@ -571,6 +592,11 @@ fn check_step(p: &mut Problems, at: &str, step: &StepSpec, zone_name: &str) -> O
         None => Some(None),
         Some(text) => p.take(format!("{at}.window"), parse_window(text, zone_name).map(Some)),
     };
+    let max_attempts = p.take(format!("{at}.max_attempts"), check_in_range(step.max_attempts.unwrap_or(3), 1, MAX_ATTEMPTS));
+    let retry_backoff_secs = match &step.retry_backoff {
+        None => Some(30),
+        Some(spec) => p.take(format!("{at}.retry_backoff"), check_backoff(spec)),
+    };
     Some(ValidStep {
         name: name?,
         targets: targets?,
@@ -581,7 +607,20 @@ fn check_step(p: &mut Problems, at: &str, step: &StepSpec, zone_name: &str) -> O
         notify,
         window: window?,
         global_autofix: step.global_autofix,
+        max_attempts: max_attempts?,
+        retry_backoff_secs: retry_backoff_secs?,
     })
+}
+
+fn check_backoff(spec: &SoakSpec) -> Result<u64, String> {
+    let secs = match spec {
+        SoakSpec::Secs(secs) => u64::try_from(*secs).map_err(|_| format!("must not be negative (got {secs})"))?,
+        SoakSpec::Text(text) => parse_duration_secs(text)?,
+    };
+    if !(1..=MAX_RETRY_BACKOFF_SECS).contains(&secs) {
+        return Err(format!("must be between 1 s and a day ({MAX_RETRY_BACKOFF_SECS} s), got {secs} s"));
+    }
+    Ok(secs)
 }
 
 fn check_in_range(value: i64, min: u32, max: u32) -> Result<u32, String> {

@@ -69,20 +69,21 @@ fn passing() {
 #[test]
 fn failing_each_criterion() {
     let out = run(&[
-        ("success rate", strict, "targeted=50 attempted=50 succeeded=41 failed=1", true),
+        ("success rate, installs still running", strict, "targeted=50 attempted=50 succeeded=41 failed=1", true),
+        ("success rate, all done", strict, "targeted=50 attempted=50 succeeded=41 failed=9", true),
         ("error rate", strict, "targeted=100 attempted=100 succeeded=96 failed=4", true),
         ("good-patch ratio", strict, "targeted=100 attempted=100 succeeded=100 bad=3", true),
         ("all three", strict, "targeted=50 attempted=50 succeeded=40 failed=10 bad=5", true),
         (
             "nothing succeeded, rate 0 allowed",
             || Acceptance { min_success_rate: 0.0, ..strict() },
-            "targeted=50 attempted=50 failed=1",
+            "targeted=50 attempted=50 failed=50",
             true,
         ),
         (
             "just below, shown rounded down",
             || Acceptance { min_sample: 1, ..plain() },
-            "targeted=20000 attempted=20000 succeeded=17999",
+            "targeted=20000 attempted=20000 succeeded=17999 failed=2001",
             true,
         ),
         ("contradictory counts", plain, "targeted=10 attempted=10 succeeded=8 failed=5", true),
@@ -90,11 +91,12 @@ fn failing_each_criterion() {
         ("more attempted than targeted", plain, "targeted=5 attempted=10 succeeded=10", true),
     ]);
     expect![[r#"
-        success rate [soaked]: failed: success rate 0.82 is below 0.95 (41 of 50)
+        success rate, installs still running [soaked]: waiting: 8 installs still running decide it (success rate 0.82 is below 0.95 (41 of 50))
+        success rate, all done [soaked]: failed: success rate 0.82 is below 0.95 (41 of 50); error rate 0.18 is above 0.03 (9 of 50 failed)
         error rate [soaked]: failed: error rate 0.04 is above 0.03 (4 of 100 failed)
         good-patch ratio [soaked]: failed: good-patch ratio 0.97 is below 0.98 (3 bad of 100 succeeded)
         all three [soaked]: failed: success rate 0.8 is below 0.95 (40 of 50); error rate 0.2 is above 0.03 (10 of 50 failed); good-patch ratio 0.875 is below 0.98 (5 bad of 40 succeeded)
-        nothing succeeded, rate 0 allowed [soaked]: failed: good-patch ratio cannot be judged: no install succeeded
+        nothing succeeded, rate 0 allowed [soaked]: failed: error rate 1 is above 0.03 (50 of 50 failed); good-patch ratio cannot be judged: no install succeeded
         just below, shown rounded down [soaked]: failed: success rate 0.8999 is below 0.9 (17999 of 20000)
         contradictory counts [soaked]: failed: inconsistent tally: 8 succeeded plus 5 failed exceed 10 attempted
         contradictory, even while soaking [soaking]: failed: inconsistent tally: 9 good plus 2 bad patch reports exceed 10 succeeded
@@ -154,5 +156,17 @@ fn running_attempts_are_not_errors() {
     expect!["passed: success rate 0.85 (85 of 100), error rate 0.02 (2 of 100), good-patch ratio 1 (85 of 85), 0 no-shows of 100 targeted, 13 still running"]
         .assert_eq(&result.to_string());
     let result = evaluate(&strict(), &tally("targeted=100 attempted=100 succeeded=85 failed=2"), true);
-    expect!["failed: success rate 0.85 is below 0.95 (85 of 100)"].assert_eq(&result.to_string());
+    expect!["waiting: 13 installs still running decide it (success rate 0.85 is below 0.95 (85 of 100))"].assert_eq(&result.to_string());
+}
+
+/// A gate does not fail while the installs still running could make it pass; it fails once
+/// they cannot.
+#[test]
+fn running_installs_decide_a_gate_that_would_fail_without_them() {
+    let acceptance = Acceptance { min_sample: 2, min_success_rate: 0.9, min_good_patch_ratio: None, max_error_rate: None };
+    let tally = |succeeded, failed| StepTally { targeted: 2, attempted: 2, succeeded, failed, ..StepTally::default() };
+    expect!["waiting: 2 installs still running decide it (success rate 0 is below 0.9 (0 of 2))"]
+        .assert_eq(&evaluate(&acceptance, &tally(0, 0), true).to_string());
+    expect!["failed: success rate 0.5 is below 0.9 (1 of 2)"].assert_eq(&evaluate(&acceptance, &tally(1, 1), true).to_string());
+    expect!["failed: success rate 0 is below 0.9 (0 of 2)"].assert_eq(&evaluate(&acceptance, &tally(0, 1), true).to_string());
 }

@@ -269,9 +269,7 @@ fn steps_must_exist_and_are_bounded() {
 fn shape_errors_come_from_toml() {
     check(
         &edited("max_in_flight = 20", "max_in_flight = 20\nmax_inflight = 3"),
-        expect![[
-            r#"toml: unknown field `max_inflight`, expected one of `name`, `targets`, `max_in_flight`, `soak`, `acceptance`, `progression`, `notify`, `window`, `global_autofix`"#
-        ]],
+        expect!["toml: unknown field `max_inflight`, expected one of `name`, `targets`, `max_in_flight`, `soak`, `acceptance`, `progression`, `notify`, `window`, `global_autofix`, `max_attempts`, `retry_backoff`"],
     );
     check(&edited("first_month_lookback_days = 30\n", ""), expect!["toml: missing field `first_month_lookback_days`"]);
     check(
@@ -336,4 +334,17 @@ fn durations() {
         "1H" -> Err("`1H` is not a duration: expected seconds or text like `2h`, `30m`, `45s` or `1h30m`")
     "#]]
     .assert_eq(&out);
+}
+
+#[test]
+fn retries_default_and_are_bounded() {
+    let base = "name = \"c\"\ntime_zone = \"UTC\"\npatch_tuesday_offset_days = 0\nstart_time = \"09:00\"\nfirst_month_lookback_days = 0\n[[steps]]\nname = \"s\"\ntargets = \"all\"\nmax_in_flight = 1\nsoak = \"1h\"\nprogression = \"auto\"\n[steps.acceptance]\nmin_sample = 1\nmin_success_rate = 0.9\n";
+    let parse = |extra: &str| toml::from_str::<CampaignSpec>(&base.replace("progression = \"auto\"\n", &format!("progression = \"auto\"\n{extra}"))).unwrap().validate();
+    let step = parse("").unwrap().steps()[0].clone();
+    assert_eq!((step.max_attempts(), step.retry_backoff_secs()), (3, 30));
+    let step = parse("max_attempts = 1\nretry_backoff = \"2m\"\n").unwrap().steps()[0].clone();
+    assert_eq!((step.max_attempts(), step.retry_backoff_secs()), (1, 120));
+    let problems = parse("max_attempts = 11\nretry_backoff = 0\n").unwrap_err().to_string();
+    assert!(problems.contains("steps[0].max_attempts must be between 1 and 10 (got 11)"), "{problems}");
+    assert!(problems.contains("steps[0].retry_backoff must be between 1 s and a day"), "{problems}");
 }
