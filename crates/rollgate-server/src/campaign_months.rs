@@ -598,7 +598,8 @@ impl Ctx<'_> {
         Ok(self.store().list_endpoints().await?.into_iter().filter(|e| selector.matches(&e.id, &e.labels)).collect())
     }
 
-    async fn plan_step(&self, month: &Month, step: usize) -> anyhow::Result<StoredPlan> {
+    /// What step `step` of `month` would deploy if it started now.
+    pub async fn plan_step(&self, month: &Month, step: usize) -> anyhow::Result<StoredPlan> {
         let targeted = self.targeted(step).await?;
         let needs = self.needs(month, &targeted).await?;
         let plan = dispatch::plan(&needs, &self.packages().await?);

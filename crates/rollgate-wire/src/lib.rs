@@ -827,6 +827,10 @@ pub struct CampaignMonthStep {
     pub gate: Option<String>,
     /// The Upgrade Sets that deploy it, by name.
     pub sets: Vec<String>,
+    /// What it deploys where, `product@version` with its endpoint count: as planned when it
+    /// started, or, before then, what it would deploy now.
+    #[serde(default)]
+    pub deploys: Vec<String>,
 }
 
 /// One advisory of a month.

@@ -370,6 +370,11 @@ fn print_month(v: &CampaignMonthView) {
         &["STEP", "STATUS", "TARGETED", "ATTEMPTED", "SUCCEEDED", "FAILED", "NO-SHOWS", "IN-FLIGHT", "SUCCESS", "GOOD-PATCH", "SOAKED"],
         &rows,
     );
+    for s in &v.steps {
+        if !s.deploys.is_empty() {
+            println!("{} deploys {}", s.name, s.deploys.join(", "));
+        }
+    }
     for s in v.steps.iter().filter(|s| s.gate.is_some()) {
         println!("gate of {}: {}", s.name, s.gate.as_deref().unwrap_or_default());
     }

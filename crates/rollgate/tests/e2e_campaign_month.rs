@@ -344,7 +344,8 @@ fn run_on(backend: &Backend, python: &Path) {
     mark("campaign applied");
     // The driver schedules the first month; it shows what it would deploy.
     let scheduled = wait_month(&server, "the first month", Duration::from_secs(30), |m| m["effective"] == "scheduled");
-    let vulns: Vec<(&str, &str, u64, Vec<&str>, Vec<&str>)> = scheduled["vulnerabilities"]
+    type VulnRow<'a> = (&'a str, &'a str, u64, Vec<&'a str>, Vec<&'a str>);
+    let vulns: Vec<VulnRow<'_>> = scheduled["vulnerabilities"]
         .as_array()
         .unwrap()
         .iter()
@@ -363,7 +364,11 @@ fn run_on(backend: &Backend, python: &Path) {
     );
     let done = server.json(&["campaigns", "vuln", "disapprove", "e2e-monthly", "ACME-2026-002"]);
     assert_eq!(done["message"], "operator set vulnerability ACME-2026-002 from unreviewed to disapproved");
-    assert_eq!(month(&server)["vulnerabilities"][1]["approval"], "disapproved");
+    let m = month(&server);
+    assert_eq!(m["vulnerabilities"][1]["approval"], "disapproved");
+    // Before it starts, each step shows what it would deploy where.
+    assert_eq!(step(&m, "pilot")["deploys"], serde_json::json!(["sample@2.0.0 on 2 endpoints"]), "{m:#}");
+    assert_eq!(step(&m, "broad")["targeted"], 2, "{m:#}");
 
     mark("vulns decided");
     // Start it now rather than on Patch Tuesday; pause and resume during the pilot.

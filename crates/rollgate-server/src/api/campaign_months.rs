@@ -339,10 +339,23 @@ async fn step_view(
         MonthState::Failed => "stopped",
         MonthState::Scheduled => "pending",
     };
-    let tally = match facts {
+    let mut tally = match facts {
         Some(f) => ctx.tally(f).await.map_err(driver_error)?,
         None => gate::StepTally::default(),
     };
+    let plan = match facts {
+        Some(f) => f.plan.clone(),
+        None if !m.effective().is_terminal() && ctx.campaign.steps().len() > index => {
+            // Not started: what it would deploy now (a live preview).
+            let plan = ctx.plan_step(m, index).await.map_err(driver_error)?;
+            let targeted: BTreeSet<&str> = plan.deployments.iter().flat_map(|d| d.endpoints.iter().map(String::as_str)).collect();
+            tally.targeted = u32::try_from(targeted.len()).unwrap_or(u32::MAX);
+            plan
+        }
+        None => Default::default(),
+    };
+    let deploys =
+        plan.deployments.iter().map(|d| format!("{}@{} on {} endpoints", d.product, d.version, d.endpoints.len())).collect();
     let gate_now = (status == "running")
         .then(|| ctx.campaign.steps().get(index))
         .flatten()
@@ -365,6 +378,7 @@ async fn step_view(
         soak_secs,
         gate: gate_now,
         sets: facts.map(|f| f.sets.values().map(|(s, _)| s.spec.name.clone()).collect()).unwrap_or_default(),
+        deploys,
     })
 }
 

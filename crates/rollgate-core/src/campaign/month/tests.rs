@@ -107,7 +107,8 @@ fn damaged_snapshots_are_refused() {
     let mut m = month();
     m.apply(start(), MonthEvent::Start).unwrap();
     let good = m.snapshot();
-    let damage: [(&str, fn(&mut MonthSnapshot)); 6] = [
+    type Damage = fn(&mut MonthSnapshot);
+    let damage: [(&str, Damage); 6] = [
         ("step past the plan", |s| s.step = 3),
         ("hold without a pause", |s| s.hold = Some(HoldSnapshot::Operator)),
         ("pause without a hold", |s| s.state = "paused".to_owned()),
