@@ -798,7 +798,8 @@ pub struct CampaignMonthView {
 pub struct CampaignMonthStep {
     /// Name.
     pub name: String,
-    /// `pending`, `running`, `awaiting-approval`, `passed`, `held`, `stopped`.
+    /// `pending`, `running`, `awaiting-approval`, `held` (month pausing or paused), `done`
+    /// (passed its gate or approved despite it), `stopped` (month stopped during it).
     pub status: String,
     /// Runs so far (1, plus one per retry); 0 before it started.
     pub run: u32,

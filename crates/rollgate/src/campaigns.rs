@@ -362,7 +362,10 @@ fn print_month(v: &CampaignMonthView) {
                 s.in_flight.to_string(),
                 pct(s.success_rate),
                 pct(s.good_patch_ratio),
-                format!("{}/{}s", s.soaked_secs, s.soak_secs),
+                match s.status.as_str() {
+                    "running" | "held" | "awaiting-approval" => format!("{}/{}s", s.soaked_secs, s.soak_secs),
+                    _ => format!("-/{}s", s.soak_secs),
+                },
             ]
         })
         .collect();

@@ -388,7 +388,7 @@ fn run_on(backend: &Backend, python: &Path) {
     let pilot = step(&failed, "pilot");
     assert_eq!(
         (&pilot["status"], &pilot["attempted"], &pilot["succeeded"], &pilot["failed"], &pilot["no_shows"]),
-        (&"passed".into(), &2.into(), &2.into(), &0.into(), &0.into()),
+        (&"done".into(), &2.into(), &2.into(), &0.into(), &0.into()),
         "{failed:#}"
     );
     assert_eq!(pilot["success_rate"], 1.0);
@@ -444,6 +444,15 @@ fn run_on(backend: &Backend, python: &Path) {
     assert_eq!(shown["months"][0]["effective"], "completed", "{shown:#}");
 
     mark("approved, next month");
+    // The same month as people read it.
+    let out = server.cli(&["campaigns", "month", "e2e-monthly", failed["month"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(text.contains("campaign e2e-monthly month ") && text.contains(": completed"), "{text}");
+    let pilot_row = text.lines().find(|l| l.starts_with("pilot ")).unwrap();
+    assert!(pilot_row.contains("done") && pilot_row.contains("100.0%"), "{pilot_row}");
+    assert!(text.contains("ACME-2026-002  disapproved"), "{text}");
+
     // An operator reports a bad patch; the devices view counts it.
     let out = server.cli(&["campaigns", "bad-patch", "e2e-monthly", &id_of("pilot-1"), "--reason", "toolbar gone", "--month", failed["month"].as_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));

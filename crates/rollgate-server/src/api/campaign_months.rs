@@ -330,8 +330,9 @@ async fn step_view(
     let m = &loaded.month;
     let current = index == m.step() && m.changed_at().is_some() && m.effective() != MonthState::Scheduled;
     let status = match m.effective() {
-        _ if index < m.step() => "passed",
-        MonthState::Completed => "passed",
+        // Passed its gate, or approved despite it (the transitions say which).
+        _ if index < m.step() => "done",
+        MonthState::Completed => "done",
         _ if index > m.step() || !current => "pending",
         MonthState::Active if m.phase() == StepPhase::AwaitingApproval => "awaiting-approval",
         MonthState::Active => "running",
