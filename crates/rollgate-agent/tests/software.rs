@@ -6,15 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use rollgate_agent::client::Client;
 use rollgate_agent::software::software_digest;
 use rollgate_agent::software::{delta, parse_dpkg_status, parse_rpm_query, report, scan, Acknowledged};
 use rollgate_agent::state::StateDir;
 use rollgate_wire::SoftwareDelta;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Paragraphs as dpkg writes them (copied from a Debian 12 system), plus the states and
 /// Multi-Arch cases a real fleet has: a foreign libc6 left at an older version by a partial
@@ -373,70 +373,16 @@ async fn this_machines_dpkg_database_lists_dpkg() {
     assert!(software.contains_key("src:dpkg"), "{} packages, src:dpkg not among them", software.len());
 }
 
-/// One request the fake server received.
+/// One request the scripted server received.
 #[derive(Debug)]
 struct Received {
     path: String,
     delta: SoftwareDelta,
 }
 
-/// A TLS server answering the n-th request with `answers[n]` (status and body; after the last
-/// one, 500), recording what it received.
-async fn scripted_server(
-    ca: &rollgate_pki::Ca,
-    answers: Vec<(u16, &'static str)>,
-) -> (std::net::SocketAddr, Arc<Mutex<Vec<Received>>>) {
-    let (cert, key) = ca.issue_server_cert(&["127.0.0.1".to_string()]).unwrap();
-    let mut config = (*rollgate_pki::server_config(&cert, &key, ca.cert_pem()).unwrap()).clone();
-    // The answers below are HTTP/1.1, so HTTP/2 must not be negotiated.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let log = received.clone();
-    tokio::spawn(async move {
-        for answer_index in 0.. {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let Ok(mut tls) = acceptor.accept(tcp).await else { continue };
-            let (path, body) = read_request(&mut tls).await;
-            log.lock().unwrap().push(Received { path, delta: serde_json::from_slice(&body).unwrap() });
-            let (status, body) = answers.get(answer_index).copied().unwrap_or((500, ""));
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            tls.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
-            tls.shutdown().await.unwrap();
-        }
-    });
-    (addr, received)
-}
-
-/// Reads one HTTP/1.1 request: its path and its body (by Content-Length).
-async fn read_request(tls: &mut (impl AsyncReadExt + Unpin)) -> (String, Vec<u8>) {
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        let n = tls.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed inside the request head");
-        bytes.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8(bytes[..head_end].to_vec()).unwrap();
-    let path = head.split_whitespace().nth(1).unwrap().to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-        .unwrap();
-    while bytes.len() < head_end + length {
-        let n = tls.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed inside the request body");
-        bytes.extend_from_slice(&buf[..n]);
-    }
-    (path, bytes[head_end..head_end + length].to_vec())
+fn decoded(requests: &common::Requests) -> Vec<Received> {
+    let requests = requests.lock().unwrap();
+    requests.iter().map(|(path, body)| Received { path: path.clone(), delta: serde_json::from_slice(body).unwrap() }).collect()
 }
 
 const BASE_MISMATCH: &str =
@@ -447,7 +393,7 @@ async fn the_report_sends_changes_falls_back_to_the_whole_list_on_409_and_keeps_
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = rollgate_pki::Ca::generate("test CA").unwrap();
     let answers = vec![(204, ""), (409, BASE_MISMATCH), (204, ""), (500, r#"{"error":"down"}"#)];
-    let (addr, received) = scripted_server(&ca, answers).await;
+    let (addr, requests) = common::scripted_server(&ca, answers).await;
     let client = Client::anonymous(vec![format!("https://{addr}")], ca.cert_pem()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::open(dir.path()).unwrap();
@@ -471,7 +417,7 @@ async fn the_report_sends_changes_falls_back_to_the_whole_list_on_409_and_keeps_
     assert!(report(&state, &client, "dpkg", &third).await.is_err());
     assert_eq!(acknowledged().software, second);
 
-    let received = received.lock().unwrap();
+    let received = decoded(&requests);
     assert!(received.iter().all(|r| r.path == "/v1/agent/software"), "{received:?}");
     let sent: Vec<&SoftwareDelta> = received.iter().map(|r| &r.delta).collect();
     let change =

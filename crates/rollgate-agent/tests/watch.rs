@@ -7,8 +7,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rollgate_agent::client::Client;
@@ -18,7 +20,6 @@ use rollgate_agent::watch::{
     forward_reports, send_patch_health, Delivery, SendPolicy, WatchRequest, Watcher, REPORT_QUEUE_LEN,
 };
 use rollgate_wire::PatchHealth;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -242,64 +243,16 @@ async fn a_watch_ends_without_a_report_once_another_version_is_current() {
 
 // ---------------------------------------------------------------- sending reports
 
-/// A TLS server answering the n-th request with `answers[n]` (status and body; after the last
-/// one, 500), recording each request's path and body.
-async fn scripted_server(
-    ca: &rollgate_pki::Ca,
-    answers: Vec<(u16, &'static str)>,
-) -> (Client, Arc<Mutex<Vec<(String, PatchHealth)>>>) {
-    let (cert, key) = ca.issue_server_cert(&["127.0.0.1".to_string()]).unwrap();
-    let mut config = (*rollgate_pki::server_config(&cert, &key, ca.cert_pem()).unwrap()).clone();
-    // The answers below are HTTP/1.1, so HTTP/2 must not be negotiated.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let log = received.clone();
-    tokio::spawn(async move {
-        for answer_index in 0.. {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let Ok(mut tls) = acceptor.accept(tcp).await else { continue };
-            let (path, body) = read_request(&mut tls).await;
-            log.lock().unwrap().push((path, serde_json::from_slice(&body).unwrap()));
-            let (status, body) = answers.get(answer_index).copied().unwrap_or((500, ""));
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            tls.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
-            tls.shutdown().await.unwrap();
-        }
-    });
-    let client = Client::anonymous(vec![format!("https://{addr}")], ca.cert_pem()).unwrap();
-    (client, received)
+/// A scripted server (see `common`) and a client of it.
+async fn scripted_server(ca: &rollgate_pki::Ca, answers: Vec<(u16, &'static str)>) -> (Client, common::Requests) {
+    let (addr, requests) = common::scripted_server(ca, answers).await;
+    (Client::anonymous(vec![format!("https://{addr}")], ca.cert_pem()).unwrap(), requests)
 }
 
-/// Reads one HTTP/1.1 request: its path and its body (by Content-Length).
-async fn read_request(tls: &mut (impl AsyncReadExt + Unpin)) -> (String, Vec<u8>) {
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        let n = tls.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed inside the request head");
-        bytes.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8(bytes[..head_end].to_vec()).unwrap();
-    let path = head.split_whitespace().nth(1).unwrap().to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-        .unwrap();
-    while bytes.len() < head_end + length {
-        let n = tls.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed inside the request body");
-        bytes.extend_from_slice(&buf[..n]);
-    }
-    (path, bytes[head_end..head_end + length].to_vec())
+/// The requests received so far, decoded as patch-health reports.
+fn decoded(requests: &common::Requests) -> Vec<(String, PatchHealth)> {
+    let requests = requests.lock().unwrap();
+    requests.iter().map(|(path, body)| (path.clone(), serde_json::from_slice(body).unwrap())).collect()
 }
 
 const NOT_A_MEMBER: &str = r#"{"error":{"code":"not_a_member","message":"endpoint did not install app@2.0"}}"#;
@@ -323,7 +276,7 @@ async fn reports_are_retried_on_server_errors_and_not_on_refusals() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = rollgate_pki::Ca::generate("test CA").unwrap();
     let report = crashed();
-    let sent = |received: &Arc<Mutex<Vec<(String, PatchHealth)>>>| received.lock().unwrap().len();
+    let sent = |received: &common::Requests| received.lock().unwrap().len();
 
     let (client, received) = scripted_server(&ca, vec![(503, ""), (500, r#"{"error":"down"}"#), (204, "")]).await;
     assert_eq!(send_patch_health(&client, &report, quick_policy(5)).await, Delivery::Recorded);
@@ -351,7 +304,6 @@ async fn forwarded_reports_are_posted_to_the_patch_health_route() {
 
     forward_reports(Arc::new(client), to_send, quick_policy(3)).await;
 
-    let received = received.lock().unwrap();
     let expected = [("/v1/agent/patch-health".to_string(), crashed()), ("/v1/agent/patch-health".to_string(), healthy)];
-    assert_eq!(received.as_slice(), expected.as_slice());
+    assert_eq!(decoded(&received), expected);
 }
