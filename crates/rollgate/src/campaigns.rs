@@ -115,14 +115,8 @@ pub enum CampaignsCommand {
 pub struct MonthTarget {
     /// Campaign name.
     name: String,
-    /// `YYYY-MM`; the campaign's latest month when absent.
-    #[arg(long)]
-    month: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
-    conn: Conn,
+    month: MonthOptions,
 }
 
 /// `rollgate campaigns step`
@@ -143,12 +137,12 @@ pub struct StepTarget {
     /// The step's name (or index).
     step: String,
     #[command(flatten)]
-    month: MonthTarget2,
+    month: MonthOptions,
 }
 
-/// `--month`, `--json` and the connection, for commands whose positional arguments differ.
+/// `--month`, `--json` and the connection of the month commands.
 #[derive(clap::Args, Debug)]
-pub struct MonthTarget2 {
+pub struct MonthOptions {
     /// `YYYY-MM`; the campaign's latest month when absent.
     #[arg(long)]
     month: Option<String>,
@@ -178,7 +172,7 @@ pub struct VulnTarget {
     /// The advisory's id.
     advisory: String,
     #[command(flatten)]
-    month: MonthTarget2,
+    month: MonthOptions,
 }
 
 /// Runs a `campaigns` command.
@@ -299,11 +293,10 @@ fn state_words(requested: &str, effective: &str) -> String {
 }
 
 async fn month_command(t: &MonthTarget, verb: &str) -> anyhow::Result<()> {
-    let target = MonthTarget2 { month: t.month.clone(), json: t.json, conn: t.conn.clone() };
-    command(&format!("/v1/campaigns/{}/{verb}", encode(&t.name)), &target).await
+    command(&format!("/v1/campaigns/{}/{verb}", encode(&t.name)), &t.month).await
 }
 
-async fn command(path: &str, t: &MonthTarget2) -> anyhow::Result<()> {
+async fn command(path: &str, t: &MonthOptions) -> anyhow::Result<()> {
     let path = match &t.month {
         Some(m) => format!("{path}?month={}", encode(m)),
         None => path.to_owned(),
