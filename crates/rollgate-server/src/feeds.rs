@@ -428,19 +428,18 @@ async fn fetch_document(run: &mut Run<'_>, url: &str, changed_at: &str) -> bool 
         return false;
     }
     file.changed_at = Some(changed_at.to_string());
-    match run.state.store.put_feed_file(&run.feed.name, url, &file).await {
-        Ok(()) => true,
-        Err(e) => {
-            run.fail(format!("{url}: {e}"));
-            false
-        }
-    }
+    record_file(run, url, &file).await
 }
 
 async fn remember_change_time(run: &mut Run<'_>, url: &str, recorded: Option<FeedFile>, changed_at: &str) -> bool {
     let file = FeedFile { changed_at: Some(changed_at.to_string()), ..recorded.unwrap_or_default() };
     run.record.unchanged += 1;
-    match run.state.store.put_feed_file(&run.feed.name, url, &file).await {
+    record_file(run, url, &file).await
+}
+
+/// Records what was fetched of `url`; a failure fails the document in this run's record.
+async fn record_file(run: &mut Run<'_>, url: &str, file: &FeedFile) -> bool {
+    match run.state.store.put_feed_file(&run.feed.name, url, file).await {
         Ok(()) => true,
         Err(e) => {
             run.fail(format!("{url}: {e}"));
@@ -538,8 +537,9 @@ async fn run_dir(run: &mut Run<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `.json` and `.xml` files under `root`, in name order.
-fn list_documents(root: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+/// `.json` and `.xml` files under `root`, in name order (also what `rollgate advisories import`
+/// reads of a directory).
+pub fn list_documents(root: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let mut out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(root)
         .with_context(|| format!("reading {}", root.display()))?

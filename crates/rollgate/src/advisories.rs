@@ -137,35 +137,20 @@ pub(crate) fn encode(value: &str) -> String {
 }
 
 /// The files to import: named files as given; directories walked in name order, keeping
-/// `.json` and `.xml` files. The bool says whether the file was named (then a document of no
+/// `.json` and `.xml` files (as a `dir` feed does; symbolic links to directories are not
+/// followed). The bool says whether the file was named (then a document of no
 /// known format is an error, not a skip).
 fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> {
     let mut out = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
         if meta.is_dir() {
-            walk(path, &mut out)?;
+            out.extend(rollgate_server::feeds::list_documents(path)?.into_iter().map(|p| (p, false)));
         } else {
             out.push((path.clone(), true));
         }
     }
     Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<(PathBuf, bool)>) -> anyhow::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("json" | "xml")) {
-            out.push((path, false));
-        }
-    }
-    Ok(())
 }
 
 async fn import(paths: &[PathBuf], json: bool, conn: &Conn) -> anyhow::Result<()> {
