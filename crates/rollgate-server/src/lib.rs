@@ -181,6 +181,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(scheduler::follow_other_replicas(state.clone()));
+    tokio::spawn(campaign_months::run(state.clone()));
     tokio::spawn(tuf::renew_timestamps(state.clone()));
     tokio::spawn(feeds::poll_feeds(state.clone()));
     let app = api::router(state);

@@ -336,11 +336,22 @@ enum AttemptError {
     Final(String),
 }
 
+/// A recipient as logs and error messages show it: an email address as it is, a webhook URL
+/// as its origin only, since chat webhooks carry their secret token in the path or query.
+pub fn redacted(recipient: &str) -> String {
+    match url::Url::parse(recipient) {
+        Ok(url) if url.has_host() => format!("{}/…", url.origin().ascii_serialization()),
+        _ if recipient.contains("://") => "(a webhook URL that does not parse)".to_owned(),
+        _ => recipient.to_owned(),
+    }
+}
+
 /// POSTs `n` as JSON to `url`, retrying transient failures after [`WEBHOOK_BACKOFF_MS`].
 async fn post_webhook(http: &reqwest::Client, n: &CampaignNotification, url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let shown = redacted(url);
+    let parsed = url::Url::parse(url).map_err(|e| format!("{shown} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("webhook {url} is not an http:// or https:// URL"));
+        return Err(format!("webhook {shown} is not an http:// or https:// URL"));
     }
     let body = serde_json::to_vec(n).map_err(|e| format!("cannot encode the notification: {e}"))?;
     let mut pauses_ms = WEBHOOK_BACKOFF_MS.iter();
@@ -348,14 +359,14 @@ async fn post_webhook(http: &reqwest::Client, n: &CampaignNotification, url: &st
     loop {
         match post_once(http, &parsed, &n.event, body.clone()).await {
             Ok(()) => return Ok(()),
-            Err(AttemptError::Final(message)) => return Err(format!("webhook {url}: {message}")),
+            Err(AttemptError::Final(message)) => return Err(format!("webhook {shown}: {message}")),
             Err(AttemptError::Transient(message)) => match pauses_ms.next() {
                 Some(pause_ms) => {
-                    tracing::debug!(%url, attempts, %message, "webhook failed; retrying");
+                    tracing::debug!(url = %shown, attempts, %message, "webhook failed; retrying");
                     tokio::time::sleep(Duration::from_millis(*pause_ms)).await;
                     attempts += 1;
                 }
-                None => return Err(format!("webhook {url}: {message} (after {attempts} attempts)")),
+                None => return Err(format!("webhook {shown}: {message} (after {attempts} attempts)")),
             },
         }
     }
@@ -374,7 +385,9 @@ async fn post_once(http: &reqwest::Client, url: &url::Url, event: &str, body: Ve
             // A request that was sent but not answered (refused, reset, timed out) may work
             // next time; a certificate the server is not trusted with, or a request that could
             // not even be built, will not.
-            let transient = !is_tls_failure(&e) && (e.is_connect() || e.is_timeout() || e.is_request());
+            // `is_request` alone (a request that may have reached the server) is not retried, so
+            // a notification is not posted twice.
+            let transient = !is_tls_failure(&e) && (e.is_connect() || e.is_timeout());
             // The URL is already in the message the caller builds.
             let message = error_chain(&e.without_url());
             if transient {

@@ -1,7 +1,6 @@
 //! The scheduler: ticks every live set, at a fixed interval and whenever something frees a slot
-//! or creates work, and every `campaign_tick_ms` the campaign driver
-//! ([`crate::campaign_months`]). The decisions are `rollgate-core`'s; this loop only says when
-//! to ask.
+//! or creates work. The decisions are `rollgate-core`'s; this loop only says when to ask. (The
+//! campaign driver, [`crate::campaign_months`], runs beside it under a lease of its own.)
 //!
 //! With several replicas on one database, exactly one runs the scheduler at a time: the holder
 //! of the `scheduler` lease, renewed at every tick. When the holder stops, its lease expires and
@@ -59,8 +58,6 @@ pub async fn run(state: AppState) {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let mut leading = false;
     let mut watch = Watch::new(Timestamp::now(), lease.max(Duration::from_secs(10)));
-    let campaign_tick = Duration::from_millis(state.config.campaign_tick_ms.max(10));
-    let mut campaigns_ticked: Option<std::time::Instant> = None;
     loop {
         match state.store.try_lease(LEASE, &state.replica_id, Timestamp::now(), lease_ms).await {
             Ok(held) => {
@@ -79,13 +76,7 @@ pub async fn run(state: AppState) {
         if leading {
             leading = tick_all(&state, &mut watch, lease, lease_ms).await;
         }
-        // Campaigns move on a slower beat than sets: a tick reads every step's members.
-        if leading && campaigns_ticked.is_none_or(|at| at.elapsed() >= campaign_tick) {
-            campaigns_ticked = Some(std::time::Instant::now());
-            if state.campaigns.tick(&state, Timestamp::now()).await {
-                state.announce_change();
-            }
-        }
+
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = state.wake_scheduler.notified() => {}

@@ -746,7 +746,7 @@ pub struct BadPatchReport {
     pub endpoint: String,
     /// What is wrong.
     pub reason: String,
-    /// `YYYY-MM`; the current month when absent.
+    /// `YYYY-MM`; the newest started month when absent.
     #[serde(default)]
     pub month: Option<String>,
 }

@@ -11,6 +11,10 @@
 //! gate's [`StepTally`]: an endpoint has attempted when any of its installs started, succeeded
 //! when all of them did, failed when any failed for good, and is a no-show when it attempted
 //! nothing and was not seen since the step started.
+//!
+//! [`set_settled`] says when a package's set has done what it can (nothing in flight, only
+//! offline endpoints left waiting), so that the step's next package may start: one endpoint
+//! that stays offline must not hold back the rest of the step.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use super::gate::StepTally;
+use crate::member::MemberState;
 use crate::version;
 
 /// One finding of a deployable advisory on a targeted endpoint.
@@ -157,6 +162,9 @@ fn lowest_at_least<'a>(versions: &'a [String], floor: Option<&str>) -> Option<&'
 pub enum InstallProgress {
     /// Not started (its set may not even exist yet).
     NotStarted,
+    /// Never started, and never will in this run: its set ended (moved on while the endpoint
+    /// was offline).
+    Missed,
     /// Started and not finished.
     Running,
     /// Installed and healthy.
@@ -182,7 +190,7 @@ pub struct EndpointProgress {
 pub fn tally(endpoints: &[EndpointProgress], step_started_at: Timestamp) -> StepTally {
     let mut t = StepTally { targeted: count(endpoints.len()), ..StepTally::default() };
     for e in endpoints {
-        let attempted = e.installs.iter().any(|i| *i != InstallProgress::NotStarted);
+        let attempted = e.installs.iter().any(|i| !matches!(i, InstallProgress::NotStarted | InstallProgress::Missed));
         if !attempted {
             if e.last_seen.is_none_or(|seen| seen < step_started_at) {
                 t.no_shows += 1;
@@ -192,6 +200,8 @@ pub fn tally(endpoints: &[EndpointProgress], step_started_at: Timestamp) -> Step
         t.attempted += 1;
         if e.installs.contains(&InstallProgress::Failed) {
             t.failed += 1;
+        } else if e.installs.contains(&InstallProgress::Missed) {
+            t.missed += 1;
         } else if e.installs.iter().all(|i| *i == InstallProgress::Succeeded) {
             t.succeeded += 1;
             if e.reported_bad {
@@ -202,6 +212,21 @@ pub fn tally(endpoints: &[EndpointProgress], step_started_at: Timestamp) -> Step
         }
     }
     t
+}
+
+/// Whether a set of a step has done what it can, so the step's next package may start: nothing
+/// in flight, and every endpoint still waiting has not been seen for `offline_after_secs`
+/// (an offline endpoint must not hold back everyone else's next patch). `members` holds each
+/// member's state and its endpoint's last-seen time.
+pub fn set_settled(members: &[(MemberState, Option<Timestamp>)], now: Timestamp, offline_after_secs: u64) -> bool {
+    let offline_after_ms = i64::try_from(offline_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    members.iter().all(|(state, last_seen)| match state {
+        MemberState::InProgress => false,
+        MemberState::Pending => {
+            last_seen.is_none_or(|seen| now.as_millisecond().saturating_sub(seen.as_millisecond()) >= offline_after_ms)
+        }
+        MemberState::Succeeded | MemberState::Failed | MemberState::RolledBack | MemberState::TimedOut => true,
+    })
 }
 
 /// Installs of the step running now, over all endpoints.

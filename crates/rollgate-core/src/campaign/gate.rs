@@ -42,6 +42,9 @@ pub struct StepTally {
     pub failed: u32,
     /// Endpoints offline for the whole step so far.
     pub no_shows: u32,
+    /// Endpoints that attempted but will not finish in this run: a package's set moved on
+    /// while they were offline. Neither succeeded nor failed, and not waited for.
+    pub missed: u32,
     /// Good-patch reports about endpoints that succeeded.
     pub good_patch: GoodPatchReports,
 }
@@ -57,9 +60,9 @@ pub struct GoodPatchReports {
 }
 
 impl StepTally {
-    /// Attempts that have neither succeeded nor failed yet.
+    /// Attempts that have neither succeeded nor failed yet, and may still.
     pub fn running(&self) -> u32 {
-        self.attempted.saturating_sub(self.succeeded.saturating_add(self.failed))
+        self.attempted.saturating_sub(self.succeeded.saturating_add(self.failed).saturating_add(self.missed))
     }
 
     /// Explains why the counts cannot all be true, if so: each endpoint is in at most one of
@@ -74,11 +77,9 @@ impl StepTally {
                 t.attempted, t.no_shows, t.targeted
             ));
         }
-        if wide(t.succeeded) + wide(t.failed) > wide(t.attempted) {
-            return Some(format!(
-                "{} succeeded plus {} failed exceed {} attempted",
-                t.succeeded, t.failed, t.attempted
-            ));
+        if wide(t.succeeded) + wide(t.failed) + wide(t.missed) > wide(t.attempted) {
+            let missed = if t.missed > 0 { format!(" plus {} missed", t.missed) } else { String::new() };
+            return Some(format!("{} succeeded plus {} failed{missed} exceed {} attempted", t.succeeded, t.failed, t.attempted));
         }
         if wide(t.good_patch.good) + wide(t.good_patch.bad) > wide(t.succeeded) {
             return Some(format!(
@@ -243,6 +244,9 @@ fn summary(acceptance: &Acceptance, tally: &StepTally) -> String {
     parts.push(format!("{} no-shows of {} targeted", tally.no_shows, tally.targeted));
     if tally.running() > 0 {
         parts.push(format!("{} still running", tally.running()));
+    }
+    if tally.missed > 0 {
+        parts.push(format!("{} missed a package while offline", tally.missed));
     }
     parts.join(", ")
 }

@@ -26,7 +26,7 @@ use rollgate_wire::{
 use serde::Deserialize;
 
 use super::{now_ms, rfc3339, Admin, AgentId, ApiError, JsonBody, PathParams, QueryParams};
-use crate::campaign_months::{is_conflict, load_months, parse, Ctx, Loaded, RunFacts};
+use crate::campaign_months::{is_conflict, load_months, parse, Ctx, Loaded, StepStanding};
 use crate::AppState;
 
 /// How often a command re-reads and retries after the month changed under it.
@@ -179,7 +179,13 @@ async fn event_of(ctx: &Ctx<'_>, loaded: &Loaded, command: &Command) -> Result<M
     let step_index = |text: &str| step_index(loaded, text);
     Ok(match command {
         Command::StartEarly => MonthEvent::StartEarly,
-        Command::Pause => MonthEvent::Pause { in_flight: ctx.in_flight_now(loaded).await.map_err(driver_error)? },
+        Command::Pause => {
+            // Sets first, so that the in-flight count recorded cannot grow after it is read.
+            if loaded.month.effective() == MonthState::Active {
+                ctx.pause_sets_now(loaded, now_ms()).await.map_err(driver_error)?;
+            }
+            MonthEvent::Pause { in_flight: ctx.in_flight_now(loaded).await.map_err(driver_error)? }
+        }
         Command::Resume => MonthEvent::Resume,
         Command::Stop => MonthEvent::Stop,
         Command::Approve(step) => MonthEvent::ApproveStep { step: step_index(step)? },
@@ -227,9 +233,10 @@ pub async fn vuln_action(
     for _ in 0..COMMAND_ATTEMPTS {
         let loaded = month_of(&state, &name, q.month.as_deref()).await?;
         let mut month = loaded.month.clone();
-        let change = month
-            .decide_vuln(&advisory, decision)
-            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "refused", e.to_string()))?;
+        let change = month.decide_vuln(&advisory, decision).map_err(|e| match e {
+            MonthError::BadAdvisoryId { .. } => ApiError::bad_request(e.to_string()),
+            e => ApiError::new(StatusCode::CONFLICT, "refused", e.to_string()),
+        })?;
         let now = now_ms();
         let message = if change.from == change.to {
             format!("vulnerability {advisory} was already {}", change.to.as_str())
@@ -281,15 +288,10 @@ async fn month_view(state: &AppState, campaign: &Campaign, loaded: &Loaded) -> R
     let ctx = campaign.ctx(state);
     let now = now_ms();
     let m = &loaded.month;
-    let runs = state.store.step_runs(&campaign.name, &loaded.row.month).await?;
     let mut steps = Vec::new();
     for (index, plan) in m.plan().iter().enumerate() {
-        let latest = runs.iter().filter(|r| r.step as usize == index).max_by_key(|r| r.run).cloned();
-        let facts = match latest {
-            Some(run) => Some(ctx.run_facts_of(run).await.map_err(driver_error)?),
-            None => None,
-        };
-        steps.push(step_view(&ctx, loaded, index, &plan.name, plan.soak_secs, facts.as_ref(), now).await?);
+        let standing = ctx.standing(loaded, index).await.map_err(driver_error)?;
+        steps.push(step_view(&ctx, loaded, index, &plan.name, plan.soak_secs, standing, now).await?);
     }
     let transitions = state
         .store
@@ -324,9 +326,10 @@ async fn step_view(
     index: usize,
     name: &str,
     soak_secs: u64,
-    facts: Option<&RunFacts>,
+    standing: StepStanding,
     now: Timestamp,
 ) -> Result<CampaignMonthStep, ApiError> {
+    let facts = standing.latest.as_ref();
     let m = &loaded.month;
     let current = index == m.step() && m.changed_at().is_some() && m.effective() != MonthState::Scheduled;
     let status = match m.effective() {
@@ -340,13 +343,10 @@ async fn step_view(
         MonthState::Failed => "stopped",
         MonthState::Scheduled => "pending",
     };
-    let mut tally = match facts {
-        Some(f) => ctx.tally(f).await.map_err(driver_error)?,
-        None => gate::StepTally::default(),
-    };
+    let mut tally = standing.tally;
     let plan = match facts {
         Some(f) => f.plan.clone(),
-        None if !m.effective().is_terminal() && ctx.campaign.steps().len() > index => {
+        None if !m.effective().is_terminal() => {
             // Not started: what it would deploy now (a live preview).
             let plan = ctx.plan_step(m, index).await.map_err(driver_error)?;
             let targeted: BTreeSet<&str> = plan.deployments.iter().flat_map(|d| d.endpoints.iter().map(String::as_str)).collect();
@@ -357,10 +357,10 @@ async fn step_view(
     };
     let deploys =
         plan.deployments.iter().map(|d| format!("{}@{} on {} endpoints", d.product, d.version, d.endpoints.len())).collect();
-    let gate_now = (status == "running")
-        .then(|| ctx.campaign.steps().get(index))
-        .flatten()
-        .map(|s| gate::evaluate(s.acceptance(), &tally, m.soak_done_at(now)).to_string());
+    let gate_now = match ctx.step_of(m, index) {
+        Ok(spec) if status == "running" => Some(gate::evaluate(spec.acceptance(), &tally, m.soak_done_at(now)).to_string()),
+        _ => None,
+    };
     let rate = |part: u32, whole: u32| (whole > 0).then(|| f64::from(part) / f64::from(whole));
     let good = tally.succeeded.saturating_sub(tally.good_patch.bad);
     Ok(CampaignMonthStep {
@@ -372,7 +372,7 @@ async fn step_view(
         succeeded: tally.succeeded,
         failed: tally.failed,
         no_shows: tally.no_shows,
-        in_flight: tally.running(),
+        in_flight: standing.in_flight,
         success_rate: rate(tally.succeeded, tally.attempted),
         good_patch_ratio: rate(good, tally.succeeded),
         soaked_secs: if index == m.step() { m.soak_elapsed_at(now).as_secs() } else { 0 },
@@ -472,7 +472,18 @@ pub async fn bad_patch(
     if report.reason.trim().is_empty() || report.reason.len() > 1000 {
         return Err(ApiError::bad_request("a bad-patch report needs a reason of 1 to 1000 characters"));
     }
-    let loaded = month_of(&state, &name, report.month.as_deref()).await?;
+    state.store.get_endpoint(&report.endpoint).await?;
+    let loaded = match report.month.as_deref() {
+        Some(month) => month_of(&state, &name, Some(month)).await?,
+        // The newest month that installed anything, not a next month still scheduled.
+        None => load_months(&*state.store, &name)
+            .await
+            .map_err(driver_error)?
+            .into_iter()
+            .rev()
+            .find(Loaded::started)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("campaign `{name}` has not started a month yet")))?,
+    };
     let now = now_ms();
     let mut marked = 0;
     for run in state.store.step_runs(&name, &loaded.row.month).await? {

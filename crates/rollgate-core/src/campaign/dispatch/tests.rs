@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::campaign::gate::GoodPatchReports;
+use crate::member::MemberState;
 
 fn need(endpoint: &str, advisory: &str, software: &str, fixed: Option<&str>) -> Need {
     Need {
@@ -68,16 +69,19 @@ fn the_tally_counts_endpoints_not_installs() {
         endpoint(&[NotStarted], Some(5), false, false),
         endpoint(&[NotStarted], Some(-5), false, false),
         endpoint(&[NotStarted], None, false, false),
+        endpoint(&[Succeeded, Missed], Some(5), false, false),
+        endpoint(&[Missed], None, false, false),
     ];
     let t = tally(&endpoints, at(0));
     assert_eq!(
         t,
         StepTally {
-            targeted: 8,
-            attempted: 5,
+            targeted: 10,
+            attempted: 6,
             succeeded: 2,
             failed: 1,
-            no_shows: 2,
+            no_shows: 3,
+            missed: 1,
             good_patch: GoodPatchReports { good: 1, bad: 1 },
         }
     );
@@ -102,4 +106,18 @@ fn global_autofix_catches_a_late_endpoint() {
     let late = late(&rescan, &covered);
     assert_eq!(late, [Deployment { product: "tool".to_owned(), version: "2.0".to_owned(), endpoints: vec!["e3".to_owned()] }]);
     assert_eq!(super::late(&first, &covered), [], "nothing late when every endpoint is covered");
+}
+
+#[test]
+fn a_set_settles_when_only_offline_endpoints_wait() {
+    use MemberState::*;
+    let now = at(100);
+    let online = Some(at(99));
+    let offline = Some(at(90));
+    let settled = |members: &[(MemberState, Option<Timestamp>)]| set_settled(members, now, 300);
+    assert!(settled(&[(Succeeded, online), (Failed, online), (RolledBack, offline)]));
+    assert!(settled(&[(Succeeded, online), (Pending, offline), (Pending, None)]), "offline 10 min, or never seen");
+    assert!(!settled(&[(Succeeded, online), (Pending, online)]), "an online endpoint will still be released");
+    assert!(!settled(&[(InProgress, offline)]), "an install in flight, whatever its endpoint's silence");
+    assert!(settled(&[]));
 }
