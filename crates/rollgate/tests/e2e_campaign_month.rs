@@ -2,15 +2,17 @@
 //! webhook receiver: a two-step campaign with seconds-long soaks through a passing gate and a
 //! failing one.
 //!
-//! Four agents run `sample` 1.0.0; a CSAF advisory says versions below 2.0.0 are affected, and
+//! Five agents run `sample` 1.0.0, the pilot's also `tool` 1.0.0; a CSAF advisory says versions below 2.0.0 are affected, and
 //! 2.0.0 is in the package store; a second advisory asks for 3.0.0, which is not, and is shown as
 //! needing a package until the operator disapproves it. The campaign's `pilot` step (two
 //! healthy endpoints, auto) deploys 2.0.0 and passes its gate after its soak; its recipients get
 //! `step_completed` by email and webhook. The `broad` step (two endpoints where 2.0.0's health
 //! check fails, manual) rolls back everywhere and fails its gate: the month pauses with the
 //! gate's reason, `gate_failed` is sent, and the operator approves anyway, which completes the
-//! month and schedules the next one. A fifth endpoint enrolling afterwards is patched by the
-//! last step's global autofix. Along the way: pause and resume during the pilot, the month and
+//! month and schedules the next one. A third pilot endpoint is offline for the whole month: it
+//! is a no-show (neither in the sample nor a failure), and the pilot's second package (`tool`)
+//! still deploys once the first one's set has only it left waiting. An endpoint enrolling
+//! afterwards is patched by the last step's global autofix. Along the way: pause and resume during the pilot, the month and
 //! devices views, a bad-patch report.
 //!
 //! Email needs Python's aiosmtpd (see `rollgate-server/tests/notify.rs`); without it the test
@@ -174,15 +176,15 @@ fn read_request(mut stream: std::net::TcpStream) -> Option<Value> {
 
 // ------------------------------------------------------------------ the documents
 
-/// A CSAF advisory from "Acme" for `sample` below `fixed`, published yesterday.
-fn csaf(id: &str, cve: &str, fixed: &str) -> Value {
+/// A CSAF advisory from "Acme" for `product` below `fixed`, published yesterday.
+fn csaf(id: &str, cve: &str, product: &str, fixed: &str) -> Value {
     let published = Timestamp::now().checked_sub(24.hours()).unwrap().to_string();
     serde_json::json!({
         "document": {
             "category": "csaf_security_advisory",
             "csaf_version": "2.0",
             "publisher": {"category": "vendor", "name": "Acme", "namespace": "https://acme.example"},
-            "title": format!("{id}: sample before {fixed}"),
+            "title": format!("{id}: {product} before {fixed}"),
             "aggregate_severity": {"text": "High"},
             "tracking": {
                 "id": id,
@@ -195,9 +197,9 @@ fn csaf(id: &str, cve: &str, fixed: &str) -> Value {
             }
         },
         "product_tree": {"branches": [{"category": "vendor", "name": "Acme", "branches": [{
-            "category": "product_name", "name": "sample", "branches": [{
+            "category": "product_name", "name": product, "branches": [{
                 "category": "product_version_range", "name": format!("<{fixed}"),
-                "product": {"name": "sample", "product_id": "CSAFPID-1"}
+                "product": {"name": product, "product_id": "CSAFPID-1"}
             }]
         }]}]},
         "vulnerabilities": [{
@@ -215,7 +217,7 @@ name = "e2e-monthly"
 time_zone = "UTC"
 patch_tuesday_offset_days = 0
 start_time = "00:00"
-products = ["sample"]
+products = ["sample", "tool"]
 first_month_lookback_days = 120
 
 [[steps]]
@@ -300,6 +302,9 @@ fn run_on(backend: &Backend, python: &Path) {
         &[
             "--campaign-tick-ms".into(),
             "300".into(),
+            // An endpoint silent for 3 s is offline (agents here poll every second).
+            "--offline-after".into(),
+            "3".into(),
             "--smtp-url".into(),
             format!("smtp://127.0.0.1:{}", smtp.port),
             "--smtp-from".into(),
@@ -308,29 +313,58 @@ fn run_on(backend: &Backend, python: &Path) {
             smtp.ca.display().to_string(),
         ],
     );
-    let token = server.token(5);
-    let mut agents: Vec<Agent> = ["pilot-1", "pilot-2"]
+    let token = server.token(6);
+    let mut agents: Vec<Agent> = ["pilot-1", "pilot-2", "pilot-3"]
         .iter()
         .map(|n| server.agent(n, &token, &["ring=pilot"]))
         .chain(["broad-1", "broad-2"].iter().map(|n| server.agent(n, &token, &["ring=broad", "health=fail"])))
         .collect();
-    let endpoints = server.wait_endpoints(4);
+    let endpoints = server.wait_endpoints(5);
     let id_of = |host: &str| -> String {
         endpoints.iter().find(|e| e["hostname"] == host).unwrap()["id"].as_str().unwrap().to_string()
     };
 
-    // Everyone runs 1.0.0; 2.0.0 fails its health check where `health=fail`.
+    // Everyone runs sample 1.0.0, the pilot also tool 1.0.0; sample 2.0.0 fails its health
+    // check where `health=fail`.
     let v1 = sample_package(server.dir.path(), "1.0.0", 0.0, false);
     let v2 = sample_package(server.dir.path(), "2.0.0", 0.2, true);
     server.add_package(&v1, "sample", "1.0.0", &[]);
     server.add_package(&v2, "sample", "2.0.0", &[]);
-    let base = ["sets", "create", "--name", "base", "--product", "sample", "--version", "1.0.0", "--max-in-flight", "4"];
+    server.add_package(&v1, "tool", "1.0.0", &[]);
+    server.add_package(&v2, "tool", "2.0.0", &[]);
+    let base = ["sets", "create", "--name", "base", "--product", "sample", "--version", "1.0.0", "--max-in-flight", "5"];
     server.json(&base);
-    assert_eq!(server.wait_set("base", Duration::from_secs(60))["counts"]["succeeded"], 4);
+    assert_eq!(server.wait_set("base", Duration::from_secs(60))["counts"]["succeeded"], 5);
+    let base_tool = ["sets", "create", "--name", "base-tool", "--product", "tool", "--version", "1.0.0", "--target", "ring=pilot"];
+    server.json(&base_tool);
+    assert_eq!(server.wait_set("base-tool", Duration::from_secs(60))["counts"]["succeeded"], 3);
+
+    // The advisories match what the agents report having installed: wait for their reports.
+    wait_for("the inventories to show the base installs", Duration::from_secs(30), || {
+        let list = server.json(&["endpoints", "list"]);
+        let has = |e: &Value, product: &str| e["products"][product] == "1.0.0";
+        let list = list.as_array().unwrap();
+        list.iter().all(|e| has(e, "sample"))
+            && list.iter().filter(|e| e["hostname"].as_str().unwrap().starts_with("pilot")).all(|e| has(e, "tool"))
+    });
+
+    // pilot-3 goes offline for the whole month: a no-show, and its two packages must not hold
+    // back the others'.
+    agents.iter_mut().find(|a| a.name == "pilot-3").unwrap().proc = None;
+    let pilot_3 = id_of("pilot-3");
+    wait_for("pilot-3 to count as offline", Duration::from_secs(30), || {
+        let e = server.json(&["endpoints", "show", &pilot_3]);
+        let seen: Timestamp = e["last_seen"].as_str().unwrap().parse().unwrap();
+        Timestamp::now().duration_since(seen).as_secs() >= 4
+    });
 
     mark("base set done");
     let docs = tempfile::tempdir().unwrap();
-    for (name, doc) in [("fix.json", csaf("ACME-2026-001", "CVE-2026-0001", "2.0.0")), ("later.json", csaf("ACME-2026-002", "CVE-2026-0002", "3.0.0"))] {
+    for (name, doc) in [
+        ("fix.json", csaf("ACME-2026-001", "CVE-2026-0001", "sample", "2.0.0")),
+        ("later.json", csaf("ACME-2026-002", "CVE-2026-0002", "sample", "3.0.0")),
+        ("tool.json", csaf("ACME-2026-003", "CVE-2026-0003", "tool", "2.0.0")),
+    ] {
         std::fs::write(docs.path().join(name), serde_json::to_vec(&doc).unwrap()).unwrap();
     }
     let out = server.cli(&["advisories", "import", &docs.path().display().to_string()]);
@@ -357,8 +391,9 @@ fn run_on(backend: &Backend, python: &Path) {
     assert_eq!(
         vulns,
         [
-            ("ACME-2026-001", "unreviewed", 4, vec!["sample@2.0.0"], vec![]),
-            ("ACME-2026-002", "unreviewed", 4, vec![], vec!["sample"]),
+            ("ACME-2026-001", "unreviewed", 5, vec!["sample@2.0.0"], vec![]),
+            ("ACME-2026-002", "unreviewed", 5, vec![], vec!["sample"]),
+            ("ACME-2026-003", "unreviewed", 3, vec!["tool@2.0.0"], vec![]),
         ],
         "the second needs 3.0.0, which the store lacks: {scheduled:#}"
     );
@@ -367,7 +402,11 @@ fn run_on(backend: &Backend, python: &Path) {
     let m = month(&server);
     assert_eq!(m["vulnerabilities"][1]["approval"], "disapproved");
     // Before it starts, each step shows what it would deploy where.
-    assert_eq!(step(&m, "pilot")["deploys"], serde_json::json!(["sample@2.0.0 on 2 endpoints"]), "{m:#}");
+    assert_eq!(
+        step(&m, "pilot")["deploys"],
+        serde_json::json!(["sample@2.0.0 on 3 endpoints", "tool@2.0.0 on 3 endpoints"]),
+        "{m:#}"
+    );
     assert_eq!(step(&m, "broad")["targeted"], 2, "{m:#}");
 
     mark("vulns decided");
@@ -387,11 +426,12 @@ fn run_on(backend: &Backend, python: &Path) {
     });
     let pilot = step(&failed, "pilot");
     assert_eq!(
-        (&pilot["status"], &pilot["attempted"], &pilot["succeeded"], &pilot["failed"], &pilot["no_shows"]),
-        (&"done".into(), &2.into(), &2.into(), &0.into(), &0.into()),
-        "{failed:#}"
+        (&pilot["status"], &pilot["targeted"], &pilot["attempted"], &pilot["succeeded"], &pilot["failed"], &pilot["no_shows"]),
+        (&"done".into(), &3.into(), &2.into(), &2.into(), &0.into(), &1.into()),
+        "offline for the whole step, pilot-3 is a no-show, neither in the sample nor a failure: {failed:#}"
     );
     assert_eq!(pilot["success_rate"], 1.0);
+    assert_eq!(pilot["sets"].as_array().unwrap().len(), 2, "both packages deployed despite pilot-3: {failed:#}");
     let broad = step(&failed, "broad");
     assert_eq!(
         (&broad["status"], &broad["attempted"], &broad["succeeded"], &broad["failed"]),
@@ -401,11 +441,12 @@ fn run_on(backend: &Backend, python: &Path) {
     assert_eq!(broad["success_rate"], 0.0);
     assert!(failed["reason"].as_str().unwrap().contains("step broad failed its gate: success rate 0 is below 0.9"), "{failed:#}");
     let reasons: Vec<&str> = failed["transitions"].as_array().unwrap().iter().map(|t| t["reason"].as_str().unwrap()).collect();
-    for expected in ["started by operator", "paused by operator", "resumed by operator", "step pilot passed its gate (success rate 1 (2 of 2)"] {
+    for expected in ["started by operator", "paused by operator", "resumed by operator", "step pilot passed its gate (success rate 1 (2 of 2)", "1 no-shows of 3 targeted"] {
         assert!(reasons.iter().any(|r| r.contains(expected)), "no `{expected}` in {reasons:#?}");
     }
     for host in ["pilot-1", "pilot-2"] {
-        assert_eq!(agents.iter().find(|a| a.name == host).unwrap().current("sample").as_deref(), Some("2.0.0"));
+        let agent = agents.iter().find(|a| a.name == host).unwrap();
+        assert_eq!((agent.current("sample").as_deref(), agent.current("tool").as_deref()), (Some("2.0.0"), Some("2.0.0")));
     }
     for host in ["broad-1", "broad-2"] {
         assert_eq!(agents.iter().find(|a| a.name == host).unwrap().current("sample").as_deref(), Some("1.0.0"), "rolled back");
@@ -459,8 +500,9 @@ fn run_on(backend: &Backend, python: &Path) {
     let devices = server.json(&["campaigns", "devices", "e2e-monthly"]);
     let device = |host: &str| devices.as_array().unwrap().iter().find(|d| d["hostname"] == host).unwrap().clone();
     let counts = |d: Value| (d["patches"].as_u64().unwrap(), d["deployed"].as_u64().unwrap(), d["failed"].as_u64().unwrap(), d["bad"].as_u64().unwrap());
-    assert_eq!(counts(device("pilot-1")), (1, 1, 0, 1));
-    assert_eq!(counts(device("pilot-2")), (1, 1, 0, 0));
+    assert_eq!(counts(device("pilot-1")), (2, 2, 0, 2), "both of the month's installs there count the report");
+    assert_eq!(counts(device("pilot-2")), (2, 2, 0, 0));
+    assert_eq!(counts(device("pilot-3")), (2, 0, 0, 0), "offline: listed, never installed");
     assert_eq!(counts(device("broad-1")), (1, 0, 1, 0));
 
     mark("devices");
