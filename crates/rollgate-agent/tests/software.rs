@@ -382,7 +382,10 @@ struct Received {
 
 fn decoded(requests: &common::Requests) -> Vec<Received> {
     let requests = requests.lock().unwrap();
-    requests.iter().map(|(path, body)| Received { path: path.clone(), delta: serde_json::from_slice(body).unwrap() }).collect()
+    requests
+        .iter()
+        .map(|(path, body)| Received { path: path.clone(), delta: serde_json::from_slice(body).unwrap() })
+        .collect()
 }
 
 const BASE_MISMATCH: &str =

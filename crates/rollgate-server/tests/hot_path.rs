@@ -39,8 +39,8 @@ use rollgate_server::tls::{PeerCert, PeerIdentity};
 use rollgate_server::{AppState, ServerConfig};
 use rollgate_store::{
     AdvisoryFilter, AdvisoryRecord, AttemptRecord, CampaignRecord, CveRow, EndpointFacts, EndpointRecord, FeedFile,
-    FeedRecord, FeedRun, KevRow, MemberRecord, MonthRow, NewSet, PatchHealthRow, PackageRecord, ReportRecord, Result, SetRecord, SoftwareChange,
-    SqlStore, StepRunRow, Store, TickParams, TransitionRow,
+    FeedRecord, FeedRun, KevRow, MemberRecord, MonthRow, NewSet, PackageRecord, PatchHealthRow, ReportRecord, Result,
+    SetRecord, SoftwareChange, SqlStore, StepRunRow, Store, TickParams, TransitionRow,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

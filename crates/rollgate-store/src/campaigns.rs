@@ -256,13 +256,11 @@ pub(crate) async fn months(pool: &AnyPool, campaign: &str) -> Result<Vec<MonthRo
 
 /// The recorded changes of a month, oldest first.
 pub(crate) async fn transitions(pool: &AnyPool, campaign: &str, month: &str) -> Result<Vec<TransitionRow>> {
-    let rows = sqlx::query(
-        "SELECT * FROM campaign_transitions WHERE campaign = $1 AND month = $2 ORDER BY seq",
-    )
-    .bind(campaign)
-    .bind(month)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query("SELECT * FROM campaign_transitions WHERE campaign = $1 AND month = $2 ORDER BY seq")
+        .bind(campaign)
+        .bind(month)
+        .fetch_all(pool)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(TransitionRow {
@@ -301,11 +299,12 @@ pub(crate) async fn step_runs(pool: &AnyPool, campaign: &str, month: &str) -> Re
         .bind(month)
         .fetch_all(pool)
         .await?;
-    let sets = sqlx::query("SELECT step, run, seq, set_id FROM campaign_sets WHERE campaign = $1 AND month = $2 ORDER BY seq")
-        .bind(campaign)
-        .bind(month)
-        .fetch_all(pool)
-        .await?;
+    let sets =
+        sqlx::query("SELECT step, run, seq, set_id FROM campaign_sets WHERE campaign = $1 AND month = $2 ORDER BY seq")
+            .bind(campaign)
+            .bind(month)
+            .fetch_all(pool)
+            .await?;
     let mut out = runs
         .iter()
         .map(|r| {
@@ -335,23 +334,21 @@ pub(crate) async fn link_set(
     (step, run, seq): (u32, u32, u32),
     set_id: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO campaign_sets (campaign, month, step, run, seq, set_id) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(campaign)
-    .bind(month)
-    .bind(i64::from(step))
-    .bind(i64::from(run))
-    .bind(i64::from(seq))
-    .bind(set_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
-            "campaign {campaign} month {month} step {step} run {run} already has set #{seq}"
-        )),
-        _ => e.into(),
-    })?;
+    sqlx::query("INSERT INTO campaign_sets (campaign, month, step, run, seq, set_id) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(campaign)
+        .bind(month)
+        .bind(i64::from(step))
+        .bind(i64::from(run))
+        .bind(i64::from(seq))
+        .bind(set_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
+                "campaign {campaign} month {month} step {step} run {run} already has set #{seq}"
+            )),
+            _ => e.into(),
+        })?;
     Ok(())
 }
 

@@ -363,7 +363,19 @@ fn print_month(v: &CampaignMonthView) {
         })
         .collect();
     output::table(
-        &["STEP", "STATUS", "TARGETED", "ATTEMPTED", "SUCCEEDED", "FAILED", "NO-SHOWS", "IN-FLIGHT", "SUCCESS", "GOOD-PATCH", "SOAKED"],
+        &[
+            "STEP",
+            "STATUS",
+            "TARGETED",
+            "ATTEMPTED",
+            "SUCCEEDED",
+            "FAILED",
+            "NO-SHOWS",
+            "IN-FLIGHT",
+            "SUCCESS",
+            "GOOD-PATCH",
+            "SOAKED",
+        ],
         &rows,
     );
     for s in &v.steps {
@@ -383,9 +395,17 @@ fn print_month(v: &CampaignMonthView) {
                 let fix = if x.needs_package.is_empty() {
                     x.fix_packages.join(" ")
                 } else {
-                    format!("{} NEEDS PACKAGE: {}", x.fix_packages.join(" "), x.needs_package.join(" ")).trim().to_owned()
+                    format!("{} NEEDS PACKAGE: {}", x.fix_packages.join(" "), x.needs_package.join(" "))
+                        .trim()
+                        .to_owned()
                 };
-                vec![x.id.clone(), x.approval.clone(), x.affected.to_string(), x.rating.clone().unwrap_or_default(), fix]
+                vec![
+                    x.id.clone(),
+                    x.approval.clone(),
+                    x.affected.to_string(),
+                    x.rating.clone().unwrap_or_default(),
+                    fix,
+                ]
             })
             .collect();
         output::table(&["ADVISORY", "APPROVAL", "AFFECTED", "RATING", "FIX"], &rows);

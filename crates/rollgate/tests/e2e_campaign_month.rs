@@ -2,18 +2,19 @@
 //! webhook receiver: a two-step campaign with seconds-long soaks through a passing gate and a
 //! failing one.
 //!
-//! Five agents run `sample` 1.0.0, the pilot's also `tool` 1.0.0; a CSAF advisory says versions below 2.0.0 are affected, and
-//! 2.0.0 is in the package store; a second advisory asks for 3.0.0, which is not, and is shown as
-//! needing a package until the operator disapproves it. The campaign's `pilot` step (two
-//! healthy endpoints, auto) deploys 2.0.0 and passes its gate after its soak; its recipients get
-//! `step_completed` by email and webhook. The `broad` step (two endpoints where 2.0.0's health
-//! check fails, manual) rolls back everywhere and fails its gate: the month pauses with the
-//! gate's reason, `gate_failed` is sent, and the operator approves anyway, which completes the
-//! month and schedules the next one. A third pilot endpoint is offline for the whole month: it
-//! is a no-show (neither in the sample nor a failure), and the pilot's second package (`tool`)
-//! still deploys once the first one's set has only it left waiting. An endpoint enrolling
-//! afterwards is patched by the last step's global autofix. Along the way: pause and resume during the pilot, the month and
-//! devices views, a bad-patch report.
+//! Five agents run `sample` 1.0.0, the pilot's also `tool` 1.0.0. CSAF advisories say `sample`
+//! below 2.0.0 and `tool` below 2.0.0 are affected, and both 2.0.0 are in the package store; a
+//! third asks for `sample` 3.0.0, which is not, and is shown as needing a package until the
+//! operator disapproves it. The campaign's `pilot` step (auto) deploys both packages and passes
+//! its gate after its soak; its recipients get `step_completed` by email and webhook. A third
+//! pilot endpoint is offline for the whole month: it is a no-show (neither in the sample nor a
+//! failure), and the second package still deploys once the first one's set has only it left
+//! waiting. The `broad` step (two endpoints where `sample` 2.0.0's health check fails, manual)
+//! rolls back everywhere and fails its gate: the month pauses with the gate's reason,
+//! `gate_failed` is sent, and the operator approves anyway, which completes the month and
+//! schedules the next one. An endpoint enrolling afterwards is patched by the last step's
+//! global autofix. Along the way: pause and resume during the pilot, the month and devices
+//! views, a bad-patch report.
 //!
 //! Email needs Python's aiosmtpd (see `rollgate-server/tests/notify.rs`); without it the test
 //! says it skipped.
@@ -72,7 +73,8 @@ impl Smtp {
             std::fs::write(&path, pem).unwrap();
             path
         };
-        let (ca_path, cert_path, key_path) = (write("ca.pem", ca.cert_pem()), write("cert.pem", &cert), write("key.pem", &key));
+        let (ca_path, cert_path, key_path) =
+            (write("ca.pem", ca.cert_pem()), write("cert.pem", &cert), write("key.pem", &key));
         let messages = out.path().join("messages");
         std::fs::create_dir(&messages).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rollgate-server/tests/smtp_server.py");
@@ -332,10 +334,12 @@ fn run_on(backend: &Backend, python: &Path) {
     server.add_package(&v2, "sample", "2.0.0", &[]);
     server.add_package(&v1, "tool", "1.0.0", &[]);
     server.add_package(&v2, "tool", "2.0.0", &[]);
-    let base = ["sets", "create", "--name", "base", "--product", "sample", "--version", "1.0.0", "--max-in-flight", "5"];
+    let base =
+        ["sets", "create", "--name", "base", "--product", "sample", "--version", "1.0.0", "--max-in-flight", "5"];
     server.json(&base);
     assert_eq!(server.wait_set("base", Duration::from_secs(60))["counts"]["succeeded"], 5);
-    let base_tool = ["sets", "create", "--name", "base-tool", "--product", "tool", "--version", "1.0.0", "--target", "ring=pilot"];
+    let base_tool =
+        ["sets", "create", "--name", "base-tool", "--product", "tool", "--version", "1.0.0", "--target", "ring=pilot"];
     server.json(&base_tool);
     assert_eq!(server.wait_set("base-tool", Duration::from_secs(60))["counts"]["succeeded"], 3);
 
@@ -385,7 +389,13 @@ fn run_on(backend: &Backend, python: &Path) {
         .iter()
         .map(|v| {
             let strs = |k: &str| v[k].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>();
-            (v["id"].as_str().unwrap(), v["approval"].as_str().unwrap(), v["affected"].as_u64().unwrap(), strs("fix_packages"), strs("needs_package"))
+            (
+                v["id"].as_str().unwrap(),
+                v["approval"].as_str().unwrap(),
+                v["affected"].as_u64().unwrap(),
+                strs("fix_packages"),
+                strs("needs_package"),
+            )
         })
         .collect();
     assert_eq!(
@@ -426,7 +436,14 @@ fn run_on(backend: &Backend, python: &Path) {
     });
     let pilot = step(&failed, "pilot");
     assert_eq!(
-        (&pilot["status"], &pilot["targeted"], &pilot["attempted"], &pilot["succeeded"], &pilot["failed"], &pilot["no_shows"]),
+        (
+            &pilot["status"],
+            &pilot["targeted"],
+            &pilot["attempted"],
+            &pilot["succeeded"],
+            &pilot["failed"],
+            &pilot["no_shows"]
+        ),
         (&"done".into(), &3.into(), &2.into(), &2.into(), &0.into(), &1.into()),
         "offline for the whole step, pilot-3 is a no-show, neither in the sample nor a failure: {failed:#}"
     );
@@ -439,17 +456,34 @@ fn run_on(backend: &Backend, python: &Path) {
         "{failed:#}"
     );
     assert_eq!(broad["success_rate"], 0.0);
-    assert!(failed["reason"].as_str().unwrap().contains("step broad failed its gate: success rate 0 is below 0.9"), "{failed:#}");
-    let reasons: Vec<&str> = failed["transitions"].as_array().unwrap().iter().map(|t| t["reason"].as_str().unwrap()).collect();
-    for expected in ["started by operator", "paused by operator", "resumed by operator", "step pilot passed its gate (success rate 1 (2 of 2)", "1 no-shows of 3 targeted"] {
+    assert!(
+        failed["reason"].as_str().unwrap().contains("step broad failed its gate: success rate 0 is below 0.9"),
+        "{failed:#}"
+    );
+    let reasons: Vec<&str> =
+        failed["transitions"].as_array().unwrap().iter().map(|t| t["reason"].as_str().unwrap()).collect();
+    for expected in [
+        "started by operator",
+        "paused by operator",
+        "resumed by operator",
+        "step pilot passed its gate (success rate 1 (2 of 2)",
+        "1 no-shows of 3 targeted",
+    ] {
         assert!(reasons.iter().any(|r| r.contains(expected)), "no `{expected}` in {reasons:#?}");
     }
     for host in ["pilot-1", "pilot-2"] {
         let agent = agents.iter().find(|a| a.name == host).unwrap();
-        assert_eq!((agent.current("sample").as_deref(), agent.current("tool").as_deref()), (Some("2.0.0"), Some("2.0.0")));
+        assert_eq!(
+            (agent.current("sample").as_deref(), agent.current("tool").as_deref()),
+            (Some("2.0.0"), Some("2.0.0"))
+        );
     }
     for host in ["broad-1", "broad-2"] {
-        assert_eq!(agents.iter().find(|a| a.name == host).unwrap().current("sample").as_deref(), Some("1.0.0"), "rolled back");
+        assert_eq!(
+            agents.iter().find(|a| a.name == host).unwrap().current("sample").as_deref(),
+            Some("1.0.0"),
+            "rolled back"
+        );
     }
 
     mark("broad gate failed");
@@ -463,7 +497,9 @@ fn run_on(backend: &Backend, python: &Path) {
         [("step_completed".to_string(), "pilot".to_string()), ("gate_failed".to_string(), "broad".to_string())]
     );
     let mails = smtp.messages();
-    let mail = |to: &str| mails.iter().find(|m| m["rcpt_tos"][0] == to).unwrap_or_else(|| panic!("no mail to {to}: {mails:#?}"));
+    let mail = |to: &str| {
+        mails.iter().find(|m| m["rcpt_tos"][0] == to).unwrap_or_else(|| panic!("no mail to {to}: {mails:#?}"))
+    };
     let pilot_mail = mail("pilot-owners@example.test");
     assert!(pilot_mail["subject"].as_str().unwrap().contains("e2e-monthly"), "{pilot_mail:#}");
     assert!(pilot_mail["subject"].as_str().unwrap().contains("pilot"), "{pilot_mail:#}");
@@ -475,7 +511,11 @@ fn run_on(backend: &Backend, python: &Path) {
     // Plain resume is refused after a failed gate; approving anyway completes the month.
     let out = server.cli(&["campaigns", "resume", "e2e-monthly"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("failed its gate; approve it anyway, retry it, or stop the month"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed its gate; approve it anyway, retry it, or stop the month"),
+        "{}",
+        stderr(&out)
+    );
     let approved = server.json(&["campaigns", "step", "approve", "e2e-monthly", "broad"]);
     assert_eq!(approved["effective"], "completed", "{approved:#}");
     let shown = server.json(&["campaigns", "show", "e2e-monthly"]);
@@ -495,11 +535,27 @@ fn run_on(backend: &Backend, python: &Path) {
     assert!(text.contains("ACME-2026-002  disapproved"), "{text}");
 
     // An operator reports a bad patch; the devices view counts it.
-    let out = server.cli(&["campaigns", "bad-patch", "e2e-monthly", &id_of("pilot-1"), "--reason", "toolbar gone", "--month", failed["month"].as_str().unwrap()]);
+    let out = server.cli(&[
+        "campaigns",
+        "bad-patch",
+        "e2e-monthly",
+        &id_of("pilot-1"),
+        "--reason",
+        "toolbar gone",
+        "--month",
+        failed["month"].as_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let devices = server.json(&["campaigns", "devices", "e2e-monthly"]);
     let device = |host: &str| devices.as_array().unwrap().iter().find(|d| d["hostname"] == host).unwrap().clone();
-    let counts = |d: Value| (d["patches"].as_u64().unwrap(), d["deployed"].as_u64().unwrap(), d["failed"].as_u64().unwrap(), d["bad"].as_u64().unwrap());
+    let counts = |d: Value| {
+        (
+            d["patches"].as_u64().unwrap(),
+            d["deployed"].as_u64().unwrap(),
+            d["failed"].as_u64().unwrap(),
+            d["bad"].as_u64().unwrap(),
+        )
+    };
     assert_eq!(counts(device("pilot-1")), (2, 2, 0, 2), "both of the month's installs there count the report");
     assert_eq!(counts(device("pilot-2")), (2, 2, 0, 0));
     assert_eq!(counts(device("pilot-3")), (2, 0, 0, 0), "offline: listed, never installed");
@@ -509,10 +565,28 @@ fn run_on(backend: &Backend, python: &Path) {
     // Global autofix: an endpoint of the last step that arrives later is patched too.
     let late = server.agent("late-1", &token, &["ring=broad"]);
     server.wait_endpoints(5);
-    let late_id = server.json(&["endpoints", "list"]).as_array().unwrap().iter().find(|e| e["hostname"] == "late-1").unwrap()["id"].as_str().unwrap().to_string();
-    server.json(&["sets", "create", "--name", "late-base", "--product", "sample", "--version", "1.0.0", "--target", &late_id]);
+    let late_id =
+        server.json(&["endpoints", "list"]).as_array().unwrap().iter().find(|e| e["hostname"] == "late-1").unwrap()
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    server.json(&[
+        "sets",
+        "create",
+        "--name",
+        "late-base",
+        "--product",
+        "sample",
+        "--version",
+        "1.0.0",
+        "--target",
+        &late_id,
+    ]);
     server.wait_set("late-base", Duration::from_secs(60));
-    wait_for("autofix to patch the late endpoint", Duration::from_secs(90), || late.current("sample").as_deref() == Some("2.0.0"));
+    wait_for("autofix to patch the late endpoint", Duration::from_secs(90), || {
+        late.current("sample").as_deref() == Some("2.0.0")
+    });
     agents.push(late);
     mark("autofix patched the late endpoint");
 }

@@ -132,7 +132,11 @@ pub fn late(plan: &StepPlan, covered: &BTreeSet<(String, String, String)>) -> Ve
                 .filter(|e| !covered.contains(&(d.product.clone(), d.version.clone(), (*e).clone())))
                 .cloned()
                 .collect();
-            (!endpoints.is_empty()).then(|| Deployment { product: d.product.clone(), version: d.version.clone(), endpoints })
+            (!endpoints.is_empty()).then(|| Deployment {
+                product: d.product.clone(),
+                version: d.version.clone(),
+                endpoints,
+            })
         })
         .collect()
 }
@@ -237,7 +241,6 @@ pub fn in_flight(endpoints: &[EndpointProgress]) -> u32 {
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
-
 
 #[cfg(test)]
 mod tests;

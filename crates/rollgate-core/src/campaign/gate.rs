@@ -79,7 +79,10 @@ impl StepTally {
         }
         if wide(t.succeeded) + wide(t.failed) + wide(t.missed) > wide(t.attempted) {
             let missed = if t.missed > 0 { format!(" plus {} missed", t.missed) } else { String::new() };
-            return Some(format!("{} succeeded plus {} failed{missed} exceed {} attempted", t.succeeded, t.failed, t.attempted));
+            return Some(format!(
+                "{} succeeded plus {} failed{missed} exceed {} attempted",
+                t.succeeded, t.failed, t.attempted
+            ));
         }
         if wide(t.good_patch.good) + wide(t.good_patch.bad) > wide(t.succeeded) {
             return Some(format!(

@@ -592,7 +592,8 @@ fn check_step(p: &mut Problems, at: &str, step: &StepSpec, zone_name: &str) -> O
         None => Some(None),
         Some(text) => p.take(format!("{at}.window"), parse_window(text, zone_name).map(Some)),
     };
-    let max_attempts = p.take(format!("{at}.max_attempts"), check_in_range(step.max_attempts.unwrap_or(3), 1, MAX_ATTEMPTS));
+    let max_attempts =
+        p.take(format!("{at}.max_attempts"), check_in_range(step.max_attempts.unwrap_or(3), 1, MAX_ATTEMPTS));
     let retry_backoff_secs = match &step.retry_backoff {
         None => Some(30),
         Some(spec) => p.take(format!("{at}.retry_backoff"), check_backoff(spec)),

@@ -60,9 +60,8 @@ struct Campaign {
 impl Campaign {
     async fn load(state: &AppState, name: &str) -> Result<Campaign, ApiError> {
         let record = state.store.get_campaign(name).await?;
-        let valid = parse(&record.spec).map_err(|p| {
-            anyhow::anyhow!("stored campaign `{name}` no longer validates: {}", p.replace('\n', "; "))
-        })?;
+        let valid = parse(&record.spec)
+            .map_err(|p| anyhow::anyhow!("stored campaign `{name}` no longer validates: {}", p.replace('\n', "; ")))?;
         let first = first_month(&valid, record.created_at).map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(Campaign { name: record.name, valid, first })
     }
@@ -74,10 +73,10 @@ impl Campaign {
 
 /// The month `wanted` (`YYYY-MM`, or the latest when `None`) of a campaign.
 async fn month_of(state: &AppState, campaign: &str, wanted: Option<&str>) -> Result<Loaded, ApiError> {
-    let wanted: Option<YearMonth> =
-        wanted.map(str::parse).transpose().map_err(|e: rollgate_core::campaign::schedule::ScheduleError| {
-            ApiError::bad_request(e.to_string())
-        })?;
+    let wanted: Option<YearMonth> = wanted
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: rollgate_core::campaign::schedule::ScheduleError| ApiError::bad_request(e.to_string()))?;
     let months = load_months(&*state.store, campaign).await.map_err(driver_error)?;
     let found = match wanted {
         Some(m) => months.into_iter().find(|l| l.month.month() == m),
@@ -349,16 +348,22 @@ async fn step_view(
         None if !m.effective().is_terminal() => {
             // Not started: what it would deploy now (a live preview).
             let plan = ctx.plan_step(m, index).await.map_err(driver_error)?;
-            let targeted: BTreeSet<&str> = plan.deployments.iter().flat_map(|d| d.endpoints.iter().map(String::as_str)).collect();
+            let targeted: BTreeSet<&str> =
+                plan.deployments.iter().flat_map(|d| d.endpoints.iter().map(String::as_str)).collect();
             tally.targeted = u32::try_from(targeted.len()).unwrap_or(u32::MAX);
             plan
         }
         None => Default::default(),
     };
-    let deploys =
-        plan.deployments.iter().map(|d| format!("{}@{} on {} endpoints", d.product, d.version, d.endpoints.len())).collect();
+    let deploys = plan
+        .deployments
+        .iter()
+        .map(|d| format!("{}@{} on {} endpoints", d.product, d.version, d.endpoints.len()))
+        .collect();
     let gate_now = match ctx.step_of(m, index) {
-        Ok(spec) if status == "running" => Some(gate::evaluate(spec.acceptance(), &tally, m.soak_done_at(now)).to_string()),
+        Ok(spec) if status == "running" => {
+            Some(gate::evaluate(spec.acceptance(), &tally, m.soak_done_at(now)).to_string())
+        }
         _ => None,
     };
     let rate = |part: u32, whole: u32| (whole > 0).then(|| f64::from(part) / f64::from(whole));
@@ -409,7 +414,13 @@ async fn vuln_views(ctx: &Ctx<'_>, loaded: &Loaded) -> Result<Vec<CampaignMonthV
                 approval: loaded.month.vuln_approval(&r.id).as_str().to_owned(),
                 affected: u32::try_from(affected.len()).unwrap_or(u32::MAX),
                 fix_packages: plan.fixes.into_iter().map(|(_, p)| p).collect(),
-                needs_package: plan.needs_package.into_iter().map(|(_, s)| s).collect::<BTreeSet<_>>().into_iter().collect(),
+                needs_package: plan
+                    .needs_package
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
             }
         })
         .collect())
@@ -426,8 +437,13 @@ pub async fn devices(
         state.store.list_endpoints().await?.into_iter().map(|e| (e.id, e.hostname)).collect();
     let mut per: BTreeMap<String, CampaignDeviceView> = BTreeMap::new();
     for month in state.store.campaign_months(&name).await? {
-        let set_ids: Vec<i64> =
-            state.store.step_runs(&name, &month.month).await?.iter().flat_map(|r| r.sets.iter().map(|(_, id)| *id)).collect();
+        let set_ids: Vec<i64> = state
+            .store
+            .step_runs(&name, &month.month)
+            .await?
+            .iter()
+            .flat_map(|r| r.sets.iter().map(|(_, id)| *id))
+            .collect();
         let bad: BTreeSet<(i64, String)> = state
             .store
             .patch_health(&set_ids)
@@ -482,16 +498,21 @@ pub async fn bad_patch(
             .into_iter()
             .rev()
             .find(Loaded::started)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("campaign `{name}` has not started a month yet")))?,
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("campaign `{name}` has not started a month yet"),
+                )
+            })?,
     };
     let now = now_ms();
     let mut marked = 0;
     for run in state.store.step_runs(&name, &loaded.row.month).await? {
         for (_, set_id) in &run.sets {
             let members = state.store.set_members(*set_id).await?;
-            let installed = members
-                .iter()
-                .any(|m| m.endpoint_id == report.endpoint && m.member.state == MemberState::Succeeded);
+            let installed =
+                members.iter().any(|m| m.endpoint_id == report.endpoint && m.member.state == MemberState::Succeeded);
             if installed {
                 let row = PatchHealthRow {
                     set_id: *set_id,
@@ -541,10 +562,20 @@ pub async fn patch_health(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_a_member",
-            format!("endpoint `{endpoint}` did not install {}@{} in set {}", set.spec.product, report.version, set.spec.name),
+            format!(
+                "endpoint `{endpoint}` did not install {}@{} in set {}",
+                set.spec.product, report.version, set.spec.name
+            ),
         ));
     }
-    let row = PatchHealthRow { set_id: report.set_id, endpoint_id: endpoint, source: "agent".to_owned(), healthy: report.healthy, reason, at };
+    let row = PatchHealthRow {
+        set_id: report.set_id,
+        endpoint_id: endpoint,
+        source: "agent".to_owned(),
+        healthy: report.healthy,
+        reason,
+        at,
+    };
     state.store.record_patch_health(&row).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -223,8 +223,13 @@ async fn ensure_month(
     };
     let month = Month::new(next, month_start(campaign, next)?, step_plans(campaign))?;
     let reason = format!("month {next} scheduled to start at {}", month.start_at());
-    let first_transition =
-        TransitionRow { at: now, from: "created".to_owned(), to: MonthState::Scheduled.as_str().to_owned(), step: 0, reason };
+    let first_transition = TransitionRow {
+        at: now,
+        from: "created".to_owned(),
+        to: MonthState::Scheduled.as_str().to_owned(),
+        step: 0,
+        reason,
+    };
     let created = state.store.create_month(&row_of(name, &month, 1, now)?, &first_transition).await?;
     if created {
         tracing::info!(campaign = name, month = %next, "campaign month scheduled for {}", month.start_at());
@@ -274,9 +279,13 @@ impl Ctx<'_> {
     /// The campaign's step that is step `index` of `month`, found by name: the month keeps the
     /// steps it was created with, and a re-applied campaign may have reordered its own.
     pub fn step_of(&self, month: &Month, index: usize) -> anyhow::Result<&ValidStep> {
-        let name = &month.plan().get(index).with_context(|| format!("month {} has no step {index}", month.month()))?.name;
+        let name =
+            &month.plan().get(index).with_context(|| format!("month {} has no step {index}", month.month()))?.name;
         self.campaign.steps().iter().find(|s| s.name() == name).with_context(|| {
-            format!("the campaign no longer has step `{name}`, which month {} runs; re-add it or stop the month", month.month())
+            format!(
+                "the campaign no longer has step `{name}`, which month {} runs; re-add it or stop the month",
+                month.month()
+            )
         })
     }
 

@@ -131,9 +131,10 @@ impl Ctx<'_> {
             .flat_map(|(set, members)| {
                 // A member still waiting in a set that ended missed the package: not covered.
                 let live = !set.state.is_terminal();
-                members.iter().filter(move |m| live || m.member.state != rollgate_core::member::MemberState::Pending).map(
-                    move |m| (set.spec.product.clone(), set.spec.version.clone(), m.endpoint_id.clone()),
-                )
+                members
+                    .iter()
+                    .filter(move |m| live || m.member.state != rollgate_core::member::MemberState::Pending)
+                    .map(move |m| (set.spec.product.clone(), set.spec.version.clone(), m.endpoint_id.clone()))
             })
             .collect();
         let Some(d) = dispatch::late(&plan, &covered).into_iter().next() else { return Ok(false) };
@@ -141,7 +142,13 @@ impl Ctx<'_> {
             let reason = format!("campaign {}: global autofix moves on to endpoints that came later", self.name);
             self.store().change_set_state(&set.spec.name, rollgate_core::set::SetEvent::Cancel, &reason, now).await?;
         }
-        tracing::info!(campaign = self.name, "global autofix: {}@{} for {} endpoints that came later", d.product, d.version, d.endpoints.len());
+        tracing::info!(
+            campaign = self.name,
+            "global autofix: {}@{} for {} endpoints that came later",
+            d.product,
+            d.version,
+            d.endpoints.len()
+        );
         let (_, run) = current_place(&loaded.month);
         let seq = u32::try_from(facts.sets.len()).unwrap_or(u32::MAX);
         let deployment = StoredDeployment { product: d.product, version: d.version, endpoints: d.endpoints };
@@ -172,4 +179,3 @@ pub async fn collected(
 pub fn has_severity(r: &AdvisoryRecord, severity: Severity) -> bool {
     severity_matches(r, severity.as_str()) || r.rating.as_deref().and_then(Severity::of_rating) == Some(severity)
 }
-

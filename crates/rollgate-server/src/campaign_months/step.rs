@@ -225,7 +225,12 @@ impl Ctx<'_> {
     /// The verdict on a step that has nothing to deploy, once soaked: it passes when no later
     /// step has anything either; otherwise it fails, since passing would send the later steps'
     /// patches out untested by this ring.
-    async fn empty_step_verdict(&self, loaded: &Loaded, step: usize, soak_done: bool) -> anyhow::Result<Option<GateResult>> {
+    async fn empty_step_verdict(
+        &self,
+        loaded: &Loaded,
+        step: usize,
+        soak_done: bool,
+    ) -> anyhow::Result<Option<GateResult>> {
         if !soak_done {
             return Ok(None);
         }
@@ -263,7 +268,10 @@ impl Ctx<'_> {
                     return Ok(false);
                 }
                 let waiting = members.iter().filter(|m| m.member.state == MemberState::Pending).count();
-                let reason = format!("campaign {} moves on to its next package; {waiting} offline endpoints missed this one", self.name);
+                let reason = format!(
+                    "campaign {} moves on to its next package; {waiting} offline endpoints missed this one",
+                    self.name
+                );
                 self.store().change_set_state(&set.spec.name, SetEvent::Cancel, &reason, now).await?;
             }
         }
@@ -283,10 +291,8 @@ impl Ctx<'_> {
     pub(super) async fn settled(&self, members: &[MemberRecord], now: Timestamp) -> anyhow::Result<bool> {
         let last_seen: HashMap<String, Option<Timestamp>> =
             self.store().list_endpoints().await?.into_iter().map(|e| (e.id, e.last_seen)).collect();
-        let facts: Vec<(MemberState, Option<Timestamp>)> = members
-            .iter()
-            .map(|m| (m.member.state, last_seen.get(&m.endpoint_id).copied().flatten()))
-            .collect();
+        let facts: Vec<(MemberState, Option<Timestamp>)> =
+            members.iter().map(|m| (m.member.state, last_seen.get(&m.endpoint_id).copied().flatten())).collect();
         Ok(dispatch::set_settled(&facts, now, self.state.config.offline_after_secs))
     }
 

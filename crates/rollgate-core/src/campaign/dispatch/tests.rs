@@ -89,22 +89,20 @@ fn the_tally_counts_endpoints_not_installs() {
     assert_eq!(in_flight(&endpoints), 1);
 }
 
-
-
 #[test]
 fn global_autofix_catches_a_late_endpoint() {
     let packages = store(&[("tool", &["2.0"])]);
     // The step planned for e1 and e2; e3 enrolled later, e2 was covered by an earlier set.
     let first = plan(&[need("e1", "ADV-1", "tool", Some("2.0")), need("e2", "ADV-1", "tool", Some("2.0"))], &packages);
-    let covered: BTreeSet<(String, String, String)> = first.deployments[0]
-        .endpoints
-        .iter()
-        .map(|e| ("tool".to_owned(), "2.0".to_owned(), e.clone()))
-        .collect();
+    let covered: BTreeSet<(String, String, String)> =
+        first.deployments[0].endpoints.iter().map(|e| ("tool".to_owned(), "2.0".to_owned(), e.clone())).collect();
     // A later scan: e1 patched (no longer affected), e2 still running, e3 new.
     let rescan = plan(&[need("e2", "ADV-1", "tool", Some("2.0")), need("e3", "ADV-1", "tool", Some("2.0"))], &packages);
     let late = late(&rescan, &covered);
-    assert_eq!(late, [Deployment { product: "tool".to_owned(), version: "2.0".to_owned(), endpoints: vec!["e3".to_owned()] }]);
+    assert_eq!(
+        late,
+        [Deployment { product: "tool".to_owned(), version: "2.0".to_owned(), endpoints: vec!["e3".to_owned()] }]
+    );
     assert_eq!(super::late(&first, &covered), [], "nothing late when every endpoint is covered");
 }
 

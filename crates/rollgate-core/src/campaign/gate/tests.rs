@@ -156,17 +156,21 @@ fn running_attempts_are_not_errors() {
     expect!["passed: success rate 0.85 (85 of 100), error rate 0.02 (2 of 100), good-patch ratio 1 (85 of 85), 0 no-shows of 100 targeted, 13 still running"]
         .assert_eq(&result.to_string());
     let result = evaluate(&strict(), &tally("targeted=100 attempted=100 succeeded=85 failed=2"), true);
-    expect!["waiting: 13 installs still running decide it (success rate 0.85 is below 0.95 (85 of 100))"].assert_eq(&result.to_string());
+    expect!["waiting: 13 installs still running decide it (success rate 0.85 is below 0.95 (85 of 100))"]
+        .assert_eq(&result.to_string());
 }
 
 /// A gate does not fail while the installs still running could make it pass; it fails once
 /// they cannot.
 #[test]
 fn running_installs_decide_a_gate_that_would_fail_without_them() {
-    let acceptance = Acceptance { min_sample: 2, min_success_rate: 0.9, min_good_patch_ratio: None, max_error_rate: None };
+    let acceptance =
+        Acceptance { min_sample: 2, min_success_rate: 0.9, min_good_patch_ratio: None, max_error_rate: None };
     let tally = |succeeded, failed| StepTally { targeted: 2, attempted: 2, succeeded, failed, ..StepTally::default() };
     expect!["waiting: 2 installs still running decide it (success rate 0 is below 0.9 (0 of 2))"]
         .assert_eq(&evaluate(&acceptance, &tally(0, 0), true).to_string());
-    expect!["failed: success rate 0.5 is below 0.9 (1 of 2)"].assert_eq(&evaluate(&acceptance, &tally(1, 1), true).to_string());
-    expect!["failed: success rate 0 is below 0.9 (0 of 2)"].assert_eq(&evaluate(&acceptance, &tally(0, 1), true).to_string());
+    expect!["failed: success rate 0.5 is below 0.9 (1 of 2)"]
+        .assert_eq(&evaluate(&acceptance, &tally(1, 1), true).to_string());
+    expect!["failed: success rate 0 is below 0.9 (0 of 2)"]
+        .assert_eq(&evaluate(&acceptance, &tally(0, 1), true).to_string());
 }

@@ -165,7 +165,8 @@ impl Month {
             Some(format!("it is {} with hold {:?}", self.state, self.hold))
         } else if self.soak.running_since.is_some() && !self.dispatching() {
             Some(format!("its soak clock runs while it is {} ({})", self.state, self.phase.as_str()))
-        } else if !self.started && !matches!(self.state, MonthState::Scheduled | MonthState::Paused | MonthState::Failed)
+        } else if !self.started
+            && !matches!(self.state, MonthState::Scheduled | MonthState::Paused | MonthState::Failed)
         {
             Some(format!("it is {} but never started", self.state))
         } else if self.vulns.values().any(|a| *a == VulnApproval::Unreviewed) {

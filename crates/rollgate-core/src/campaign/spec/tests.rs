@@ -339,7 +339,13 @@ fn durations() {
 #[test]
 fn retries_default_and_are_bounded() {
     let base = "name = \"c\"\ntime_zone = \"UTC\"\npatch_tuesday_offset_days = 0\nstart_time = \"09:00\"\nfirst_month_lookback_days = 0\n[[steps]]\nname = \"s\"\ntargets = \"all\"\nmax_in_flight = 1\nsoak = \"1h\"\nprogression = \"auto\"\n[steps.acceptance]\nmin_sample = 1\nmin_success_rate = 0.9\n";
-    let parse = |extra: &str| toml::from_str::<CampaignSpec>(&base.replace("progression = \"auto\"\n", &format!("progression = \"auto\"\n{extra}"))).unwrap().validate();
+    let parse = |extra: &str| {
+        toml::from_str::<CampaignSpec>(
+            &base.replace("progression = \"auto\"\n", &format!("progression = \"auto\"\n{extra}")),
+        )
+        .unwrap()
+        .validate()
+    };
     let step = parse("").unwrap().steps()[0].clone();
     assert_eq!((step.max_attempts(), step.retry_backoff_secs()), (3, 30));
     let step = parse("max_attempts = 1\nretry_backoff = \"2m\"\n").unwrap().steps()[0].clone();
