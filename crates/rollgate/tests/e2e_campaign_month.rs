@@ -11,8 +11,9 @@
 //! failure), and the second package still deploys once the first one's set has only it left
 //! waiting. The `broad` step (two endpoints where `sample` 2.0.0's health check fails, manual)
 //! rolls back everywhere and fails its gate: the month pauses with the gate's reason,
-//! `gate_failed` is sent, and the operator approves anyway, which completes the month and
-//! schedules the next one. An endpoint enrolling afterwards is patched by the last step's
+//! `gate_failed` is sent; a retry (run 2, sets of its own) fails again, and the operator
+//! approves anyway, which completes the month and schedules the next one, which the operator
+//! then stops before its start (Failed; the one after is scheduled). An endpoint enrolling afterwards is patched by the last step's
 //! global autofix. Along the way: pause and resume during the pilot, the month and devices
 //! views, a bad-patch report.
 //!
@@ -516,6 +517,22 @@ fn run_on(backend: &Backend, python: &Path) {
         "{}",
         stderr(&out)
     );
+    // Retrying plans the step afresh (run 2) and soaks it again; it fails again the same way.
+    let retried = server.json(&["campaigns", "step", "retry", "e2e-monthly", "broad"]);
+    assert_eq!(retried["effective"], "active", "{retried:#}");
+    assert!(retried["message"].as_str().unwrap().contains("retried step broad (run 2)"), "{retried:#}");
+    let again = wait_month(&server, "the retried step's gate to fail", Duration::from_secs(60), |m| {
+        let failures = m["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["reason"].as_str().unwrap().starts_with("step broad failed its gate"));
+        m["effective"] == "paused" && failures.count() == 2
+    });
+    let broad = step(&again, "broad");
+    assert_eq!((&broad["run"], &broad["attempted"], &broad["failed"]), (&2.into(), &2.into(), &2.into()), "{again:#}");
+    assert!(broad["sets"][0].as_str().unwrap().ends_with(".s1.r2.p0"), "run 2 has a set of its own: {again:#}");
+
     let approved = server.json(&["campaigns", "step", "approve", "e2e-monthly", "broad"]);
     assert_eq!(approved["effective"], "completed", "{approved:#}");
     let shown = server.json(&["campaigns", "show", "e2e-monthly"]);
@@ -559,7 +576,7 @@ fn run_on(backend: &Backend, python: &Path) {
     assert_eq!(counts(device("pilot-1")), (2, 2, 0, 2), "both of the month's installs there count the report");
     assert_eq!(counts(device("pilot-2")), (2, 2, 0, 0));
     assert_eq!(counts(device("pilot-3")), (2, 0, 0, 0), "offline: listed, never installed");
-    assert_eq!(counts(device("broad-1")), (1, 0, 1, 0));
+    assert_eq!(counts(device("broad-1")), (2, 0, 2, 0), "one install per run of the step");
 
     mark("devices");
     // Global autofix: an endpoint of the last step that arrives later is patched too.
@@ -589,4 +606,11 @@ fn run_on(backend: &Backend, python: &Path) {
     });
     agents.push(late);
     mark("autofix patched the late endpoint");
+
+    // Stopping the next month (before its start) fails it for good; the one after is scheduled.
+    let stopped = server.json(&["campaigns", "stop", "e2e-monthly"]);
+    assert_eq!((&stopped["effective"], &stopped["message"]), (&"failed".into(), &"stopped by operator".into()));
+    wait_for("the month after the stopped one", Duration::from_secs(30), || {
+        server.json(&["campaigns", "show", "e2e-monthly"])["months"].as_array().unwrap().len() == 3
+    });
 }

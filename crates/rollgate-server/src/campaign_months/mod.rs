@@ -187,7 +187,7 @@ impl Driver {
         // The newest completed month keeps its last step's autofix until a later month starts.
         let newest_done = months.iter().rposition(|m| m.month.effective() == MonthState::Completed);
         if let Some(i) = newest_done {
-            if months[i + 1..].iter().all(|m| m.month.effective() == MonthState::Scheduled) {
+            if !months[i + 1..].iter().any(Loaded::started) {
                 changed |= ctx.autofix(&months[i], now).await?;
             }
         }
