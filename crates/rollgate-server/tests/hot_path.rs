@@ -29,7 +29,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{request, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use jiff::Timestamp;
-use rollgate_core::member::Applied;
+use rollgate_core::member::{Applied, MemberState};
 use rollgate_core::set::SetEvent;
 use rollgate_pki::Ca;
 use rollgate_server::bootstrap::secret_hash;
@@ -109,6 +109,16 @@ impl Store for CountingStore {
     async fn get_campaign(&self, name: &str) -> Result<CampaignRecord> {
         self.count("get_campaign");
         self.inner.get_campaign(name).await
+    }
+
+    async fn member_states(&self, set_id: i64) -> Result<Vec<(String, MemberState)>> {
+        self.count("member_states");
+        self.inner.member_states(set_id).await
+    }
+
+    async fn endpoints_last_seen(&self) -> Result<Vec<(String, Option<Timestamp>)>> {
+        self.count("endpoints_last_seen");
+        self.inner.endpoints_last_seen().await
     }
 
     async fn list_campaigns(&self) -> Result<Vec<CampaignRecord>> {

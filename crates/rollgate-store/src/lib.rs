@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rollgate_core::member::{Applied, Member, MemberError, Outcome};
+use rollgate_core::member::{Applied, Member, MemberError, MemberState, Outcome};
 use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
 
 pub mod advisories;
@@ -389,6 +389,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_endpoint(&self, id: &str) -> Result<EndpointRecord>;
     /// Every endpoint, by id.
     async fn list_endpoints(&self) -> Result<Vec<EndpointRecord>>;
+    /// When each endpoint was last seen (`None`: never), by id: what the campaign driver reads
+    /// every tick, without the inventories `list_endpoints` parses.
+    async fn endpoints_last_seen(&self) -> Result<Vec<(String, Option<Timestamp>)>>;
     /// Replaces what the endpoint reported about itself.
     async fn update_inventory(&self, id: &str, facts: &EndpointFacts<'_>, now: Timestamp) -> Result<()>;
     /// Applies a change to the endpoint's software list in one transaction; returns false (and
@@ -428,6 +431,9 @@ pub trait Store: Send + Sync + 'static {
     async fn live_set_ids(&self) -> Result<Vec<i64>>;
     /// A set's members in rank order.
     async fn set_members(&self, set_id: i64) -> Result<Vec<MemberRecord>>;
+    /// Each member's endpoint and state, by rank: the part of `set_members` the campaign driver
+    /// reads every tick (a step's set can hold the whole fleet).
+    async fn member_states(&self, set_id: i64) -> Result<Vec<(String, MemberState)>>;
     /// Applies an operator's command to a set.
     async fn change_set_state(&self, name: &str, event: SetEvent, reason: &str, now: Timestamp) -> Result<SetRecord>;
 

@@ -1100,6 +1100,11 @@ impl Store for SqlStore {
         rows.iter().map(endpoint_from_row).collect()
     }
 
+    async fn endpoints_last_seen(&self) -> Result<Vec<(String, Option<Timestamp>)>> {
+        let rows = sqlx::query("SELECT id, last_seen FROM endpoints ORDER BY id").fetch_all(&self.reader).await?;
+        rows.iter().map(|row| Ok((row.try_get("id")?, opt_ts(row.try_get("last_seen")?)?))).collect()
+    }
+
     async fn update_inventory(&self, id: &str, f: &EndpointFacts<'_>, now: Timestamp) -> Result<()> {
         let done = sqlx::query(
             "UPDATE endpoints SET hostname = $1, os = $2, labels = $3, products = $4, last_seen = CASE WHEN last_seen IS NULL OR last_seen < $5 THEN $5 ELSE last_seen END, os_id = $7, os_version = $8 WHERE id = $6",
@@ -1279,6 +1284,19 @@ impl Store for SqlStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(member_from_row).collect()
+    }
+
+    async fn member_states(&self, set_id: i64) -> Result<Vec<(String, MemberState)>> {
+        let rows = sqlx::query("SELECT endpoint_id, state FROM set_members WHERE set_id = $1 ORDER BY rank")
+            .bind(set_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                Ok((row.try_get("endpoint_id")?, MemberState::from_str(&state).map_err(StoreError::Corrupt)?))
+            })
+            .collect()
     }
 
     async fn change_set_state(&self, name: &str, event: SetEvent, reason: &str, now: Timestamp) -> Result<SetRecord> {

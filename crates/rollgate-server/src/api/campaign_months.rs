@@ -67,7 +67,14 @@ impl Campaign {
     }
 
     fn ctx<'a>(&'a self, state: &'a AppState) -> Ctx<'a> {
-        Ctx { state, name: &self.name, campaign: &self.valid, first: self.first, autofix_due: false }
+        Ctx {
+            state,
+            name: &self.name,
+            campaign: &self.valid,
+            first: self.first,
+            autofix_due: false,
+            cache: Default::default(),
+        }
     }
 }
 

@@ -28,7 +28,7 @@
 //! the sets following the month), `plan` (what a step deploys, global autofix).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -177,7 +177,8 @@ impl Driver {
             months = load_months(&*state.store, &record.name).await?;
         }
         let autofix_due = self.autofix_due(&record.name, state.config.campaign_tick_ms);
-        let ctx = Ctx { state, name: &record.name, campaign: &campaign, first, autofix_due };
+        let ctx =
+            Ctx { state, name: &record.name, campaign: &campaign, first, autofix_due, cache: TickCache::default() };
         for loaded in months.iter().rev().take(MONTHS_RECONCILED) {
             changed |= ctx.reconcile_sets(loaded, now).await?;
         }
@@ -249,6 +250,17 @@ pub struct Ctx<'a> {
     pub first: YearMonth,
     /// Whether this tick may run the global autofix scan (throttled by the driver).
     pub autofix_due: bool,
+    /// What this tick already read.
+    pub cache: TickCache,
+}
+
+/// Reads one tick (or one view) shares, so that a step's members and the endpoints' last-seen
+/// times are read once, not once per decision: on a large fleet they are most of a tick's cost.
+/// A tick lasts well under a second; what agents report meanwhile is seen at the next one.
+#[derive(Default)]
+pub struct TickCache {
+    last_seen: tokio::sync::OnceCell<HashMap<String, Option<Timestamp>>>,
+    members: Mutex<HashMap<i64, step::Members>>,
 }
 
 /// The plan of one step run as stored (`campaign_step_runs.plan`).
@@ -274,6 +286,26 @@ pub struct StoredDeployment {
 impl Ctx<'_> {
     fn store(&self) -> &dyn Store {
         &*self.state.store
+    }
+
+    /// When each endpoint was last seen, read once per tick.
+    async fn last_seen(&self) -> anyhow::Result<&HashMap<String, Option<Timestamp>>> {
+        self.cache
+            .last_seen
+            .get_or_try_init(|| async { Ok(self.store().endpoints_last_seen().await?.into_iter().collect()) })
+            .await
+    }
+
+    /// A set's members and their states, read once per tick.
+    async fn members_of(&self, set_id: i64) -> anyhow::Result<step::Members> {
+        if let Some(members) = self.cache.members.lock().ok().and_then(|m| m.get(&set_id).cloned()) {
+            return Ok(members);
+        }
+        let members: step::Members = Arc::new(self.store().member_states(set_id).await?);
+        if let Ok(mut cache) = self.cache.members.lock() {
+            cache.insert(set_id, members.clone());
+        }
+        Ok(members)
     }
 
     /// The campaign's step that is step `index` of `month`, found by name: the month keeps the

@@ -133,8 +133,8 @@ impl Ctx<'_> {
                 let live = !set.state.is_terminal();
                 members
                     .iter()
-                    .filter(move |m| live || m.member.state != rollgate_core::member::MemberState::Pending)
-                    .map(move |m| (set.spec.product.clone(), set.spec.version.clone(), m.endpoint_id.clone()))
+                    .filter(move |(_, state)| live || *state != rollgate_core::member::MemberState::Pending)
+                    .map(move |(endpoint, _)| (set.spec.product.clone(), set.spec.version.clone(), endpoint.clone()))
             })
             .collect();
         let Some(d) = dispatch::late(&plan, &covered).into_iter().next() else { return Ok(false) };

@@ -2,6 +2,7 @@
 //! tally of their members for the gate, and the sets following the month's state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use anyhow::Context;
 use jiff::Timestamp;
@@ -10,10 +11,13 @@ use rollgate_core::campaign::gate::{self, GateResult, StepTally};
 use rollgate_core::campaign::month::{MonthEvent, MonthState};
 use rollgate_core::member::MemberState;
 use rollgate_core::set::{SetEvent, SetState};
-use rollgate_store::{EndpointRecord, MemberRecord, NewSet, SetRecord, StepRunRow};
+use rollgate_store::{NewSet, SetRecord, StepRunRow};
 use sha2::{Digest, Sha256};
 
 use super::{current_place, load_months, step_u32, Ctx, Loaded, StoredDeployment, StoredPlan};
+
+/// A set's members: each endpoint and its member state, by rank.
+pub type Members = Arc<Vec<(String, MemberState)>>;
 
 /// What the driver read of one step run: its plan, sets and members.
 pub struct RunFacts {
@@ -22,7 +26,7 @@ pub struct RunFacts {
     /// Its plan.
     pub plan: StoredPlan,
     /// Each created set's record and members, by `seq` (autofix sets come after the plan's).
-    pub sets: BTreeMap<u32, (SetRecord, Vec<MemberRecord>)>,
+    pub sets: BTreeMap<u32, (SetRecord, Members)>,
 }
 
 impl RunFacts {
@@ -31,15 +35,18 @@ impl RunFacts {
     fn installs(&self) -> BTreeMap<&str, Vec<InstallProgress>> {
         let mut per: BTreeMap<&str, Vec<InstallProgress>> = BTreeMap::new();
         for (seq, d) in (0u32..).zip(&self.plan.deployments) {
-            let set = self.sets.get(&seq);
+            // Looked up by endpoint: a step's set can hold every endpoint of the fleet.
+            let members: HashMap<&str, InstallProgress> = self.sets.get(&seq).map_or_else(HashMap::new, |(set, ms)| {
+                ms.iter().map(|(endpoint, state)| (endpoint.as_str(), install_progress(set.state, *state))).collect()
+            });
             for e in &d.endpoints {
-                per.entry(e).or_default().push(progress_in(set, e));
+                per.entry(e).or_default().push(members.get(e.as_str()).copied().unwrap_or(InstallProgress::NotStarted));
             }
         }
         let planned = u32::try_from(self.plan.deployments.len()).unwrap_or(u32::MAX);
         for (set, members) in self.sets.range(planned..).map(|(_, v)| v) {
-            for m in members {
-                per.entry(&m.endpoint_id).or_default().push(install_progress(set.state, m.member.state));
+            for (endpoint, state) in members.iter() {
+                per.entry(endpoint).or_default().push(install_progress(set.state, *state));
             }
         }
         per
@@ -52,7 +59,12 @@ impl RunFacts {
 
     /// Installs of the run in flight now.
     pub fn in_flight(&self) -> u32 {
-        let n = self.sets.values().flat_map(|(_, ms)| ms).filter(|m| m.member.state == MemberState::InProgress).count();
+        let n = self
+            .sets
+            .values()
+            .flat_map(|(_, ms)| ms.iter())
+            .filter(|(_, state)| *state == MemberState::InProgress)
+            .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
@@ -60,15 +72,6 @@ impl RunFacts {
     fn all_planned_sets_exist(&self) -> bool {
         self.sets.len() >= self.plan.deployments.len()
     }
-}
-
-/// The progress of `endpoint` in a set that may not exist yet.
-fn progress_in(set: Option<&(SetRecord, Vec<MemberRecord>)>, endpoint: &str) -> InstallProgress {
-    let Some((set, members)) = set else { return InstallProgress::NotStarted };
-    members
-        .iter()
-        .find(|m| m.endpoint_id == endpoint)
-        .map_or(InstallProgress::NotStarted, |m| install_progress(set.state, m.member.state))
 }
 
 /// A member's progress; a member still pending in a set that ended will never start.
@@ -111,7 +114,7 @@ impl Ctx<'_> {
         let mut sets = BTreeMap::new();
         for (seq, set_id) in &run.sets {
             let set = self.store().get_set(*set_id).await?;
-            let members = self.store().set_members(*set_id).await?;
+            let members = self.members_of(*set_id).await?;
             sets.insert(*seq, (set, members));
         }
         Ok(RunFacts { run, plan, sets })
@@ -146,8 +149,7 @@ impl Ctx<'_> {
     /// The standing of step `step` of the month over all its runs.
     pub async fn standing(&self, loaded: &Loaded, step: usize) -> anyhow::Result<StepStanding> {
         let mut runs = self.runs_of(loaded, step).await?;
-        let endpoints: HashMap<String, EndpointRecord> =
-            self.store().list_endpoints().await?.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let last_seen = self.last_seen().await?;
         let set_ids: Vec<i64> = runs.iter().flat_map(RunFacts::set_ids).collect();
         let (bad, good) = self.health(&set_ids).await?;
         let mut per: BTreeMap<String, Vec<InstallProgress>> = BTreeMap::new();
@@ -160,7 +162,7 @@ impl Ctx<'_> {
             .iter()
             .map(|(e, installs)| EndpointProgress {
                 installs: installs.clone(),
-                last_seen: endpoints.get(e).and_then(|r| r.last_seen),
+                last_seen: last_seen.get(e).copied().flatten(),
                 reported_good: good.contains(e),
                 reported_bad: bad.contains(e),
             })
@@ -267,7 +269,7 @@ impl Ctx<'_> {
                 if !self.settled(members, now).await? {
                     return Ok(false);
                 }
-                let waiting = members.iter().filter(|m| m.member.state == MemberState::Pending).count();
+                let waiting = members.iter().filter(|(_, state)| *state == MemberState::Pending).count();
                 let reason = format!(
                     "campaign {} moves on to its next package; {waiting} offline endpoints missed this one",
                     self.name
@@ -288,11 +290,10 @@ impl Ctx<'_> {
     }
 
     /// Whether a set's members leave nothing more to wait for (see `dispatch::set_settled`).
-    pub(super) async fn settled(&self, members: &[MemberRecord], now: Timestamp) -> anyhow::Result<bool> {
-        let last_seen: HashMap<String, Option<Timestamp>> =
-            self.store().list_endpoints().await?.into_iter().map(|e| (e.id, e.last_seen)).collect();
+    pub(super) async fn settled(&self, members: &[(String, MemberState)], now: Timestamp) -> anyhow::Result<bool> {
+        let last_seen = self.last_seen().await?;
         let facts: Vec<(MemberState, Option<Timestamp>)> =
-            members.iter().map(|m| (m.member.state, last_seen.get(&m.endpoint_id).copied().flatten())).collect();
+            members.iter().map(|(endpoint, state)| (*state, last_seen.get(endpoint).copied().flatten())).collect();
         Ok(dispatch::set_settled(&facts, now, self.state.config.offline_after_secs))
     }
 

@@ -1,4 +1,5 @@
-//! Conformance: endpoints (`get_endpoint`, `list_endpoints`, `update_inventory`, `touch_endpoint`).
+//! Conformance: endpoints (`get_endpoint`, `list_endpoints`, `endpoints_last_seen`,
+//! `update_inventory`, `touch_endpoint`).
 
 use jiff::Timestamp;
 use rollgate_store::StoreError;
@@ -15,6 +16,14 @@ async fn endpoints_get_and_list_by_id() {
         let listed = s.list_endpoints().await.unwrap();
         assert_eq!(listed, vec![endpoint("ep-a"), endpoint("ep-b"), endpoint("ep-c")]);
         assert_eq!(s.get_endpoint("ep-b").await.unwrap(), endpoint("ep-b"));
+
+        s.touch_endpoints(&[("ep-b".to_string(), t(70))]).await.unwrap();
+        let seen = s.endpoints_last_seen().await.unwrap();
+        let expected: Vec<(String, Option<Timestamp>)> = ["ep-a", "ep-b", "ep-c"]
+            .iter()
+            .map(|id| (id.to_string(), if *id == "ep-b" { Some(t(70)) } else { endpoint(id).last_seen }))
+            .collect();
+        assert_eq!(seen, expected);
     }
 }
 

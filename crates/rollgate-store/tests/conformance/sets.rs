@@ -1,7 +1,7 @@
 //! Conformance: upgrade sets (`create_set`, `get_set_by_name`, `list_sets`, `live_set_ids`,
-//! `set_members`, `change_set_state`).
+//! `set_members`, `member_states`, `change_set_state`).
 
-use rollgate_core::member::Member;
+use rollgate_core::member::{Member, MemberState};
 use rollgate_core::set::{SetEvent, SetState, SetTransitionError};
 use rollgate_store::{MemberRecord, NewSet, SetRecord, Store, StoreError};
 
@@ -49,6 +49,9 @@ async fn create_set_stores_spec_and_members_by_rank() {
             s.set_members(set.id).await.unwrap(),
             vec![pending("ep-c", 0), pending("ep-b", 1), pending("ep-a", 2)]
         );
+        let states: Vec<(String, MemberState)> =
+            ["ep-c", "ep-b", "ep-a"].iter().map(|id| (id.to_string(), MemberState::Pending)).collect();
+        assert_eq!(s.member_states(set.id).await.unwrap(), states, "the same members, by rank");
 
         // A second set is listed after the first, with its own members.
         let second = s.create_set(&new_set("wave-2", 1), &ranked(&["ep-a"]), t(20)).await.unwrap();
