@@ -53,8 +53,10 @@ impl Watch {
 /// Runs forever.
 pub async fn run(state: AppState) {
     let tick = Duration::from_millis(state.config.tick_ms.max(10));
-    // Long enough to survive a slow tick, short enough that a dead holder is replaced quickly.
-    let lease = (tick * 5).max(Duration::from_secs(3));
+    // Long enough to survive a slow tick or a process starved of CPU for a few seconds (a
+    // loaded 2-core machine did starve one for 3 s, and leadership moved), short enough that a
+    // dead holder is replaced within seconds.
+    let lease = (tick * 5).max(Duration::from_secs(10));
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let mut leading = false;
     let mut watch = Watch::new(Timestamp::now(), lease.max(Duration::from_secs(10)));
