@@ -43,22 +43,52 @@ async fn affected_by(
     names: &[String],
     find: impl Fn(&EndpointRecord, &BTreeMap<String, String>) -> Vec<Finding>,
 ) -> anyhow::Result<Vec<AffectedEndpoint>> {
+    let endpoints = store.list_endpoints().await?;
+    Ok(findings_by_endpoint(store, names, &endpoints, find)
+        .await?
+        .into_iter()
+        .map(|(endpoint, found)| AffectedEndpoint {
+            endpoint: endpoint.id.clone(),
+            hostname: endpoint.hostname.clone(),
+            findings: found.iter().filter_map(|f| serde_json::to_value(f).ok()).collect(),
+        })
+        .collect())
+}
+
+/// The findings of `advisory` on each of `endpoints` it affects now (the campaign driver's
+/// question, over a step's targeted endpoints).
+pub async fn advisory_findings_on<'e>(
+    store: &dyn Store,
+    advisory: &Advisory,
+    endpoints: &'e [EndpointRecord],
+) -> anyhow::Result<Vec<(&'e EndpointRecord, Vec<Finding>)>> {
+    let names = lookup_names(&advisory.product_names());
+    findings_by_endpoint(store, &names, endpoints, |endpoint, packages| {
+        findings(advisory, &inventory(endpoint, packages))
+    })
+    .await
+}
+
+/// The endpoints among `endpoints` for which `find` gives findings, with them, given each
+/// endpoint's packages named in `names`.
+async fn findings_by_endpoint<'e>(
+    store: &dyn Store,
+    names: &[String],
+    endpoints: &'e [EndpointRecord],
+    find: impl Fn(&EndpointRecord, &BTreeMap<String, String>) -> Vec<Finding>,
+) -> anyhow::Result<Vec<(&'e EndpointRecord, Vec<Finding>)>> {
     let mut packages: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (endpoint, name, version) in store.software_named(names).await? {
         packages.entry(endpoint).or_default().insert(name, version);
     }
-    let mut affected = Vec::new();
-    for endpoint in store.list_endpoints().await? {
-        let found = find(&endpoint, &packages.remove(&endpoint.id).unwrap_or_default());
-        if !found.is_empty() {
-            affected.push(AffectedEndpoint {
-                endpoint: endpoint.id.clone(),
-                hostname: endpoint.hostname.clone(),
-                findings: found.iter().filter_map(|f| serde_json::to_value(f).ok()).collect(),
-            });
-        }
-    }
-    Ok(affected)
+    let none = BTreeMap::new();
+    Ok(endpoints
+        .iter()
+        .filter_map(|endpoint| {
+            let found = find(endpoint, packages.get(&endpoint.id).unwrap_or(&none));
+            (!found.is_empty()).then_some((endpoint, found))
+        })
+        .collect())
 }
 
 /// The advisories that affect `endpoint` now, each with its findings.

@@ -1,11 +1,10 @@
 //! Planning a campaign step: the advisories a month collects, what they need on which
 //! endpoints, the stored packages that fix them, and global autofix's late endpoints.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use jiff::Timestamp;
-use rollgate_advisories::matching::{findings, Inventory};
 use rollgate_advisories::Advisory;
 use rollgate_core::campaign::dispatch::{self, Need};
 use rollgate_core::campaign::month::Month;
@@ -37,34 +36,18 @@ impl Ctx<'_> {
     }
 
     async fn needs_of(&self, advisory: &Advisory, endpoints: &[EndpointRecord]) -> anyhow::Result<Vec<Need>> {
-        let names: Vec<String> = advisory
-            .product_names()
-            .iter()
-            .flat_map(|n| [n.to_lowercase(), format!("src:{}", n.to_lowercase())])
-            .collect();
-        let mut packages: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        for (endpoint, name, version) in self.store().software_named(&names).await? {
-            packages.entry(endpoint).or_default().insert(name, version);
-        }
-        let empty = BTreeMap::new();
-        let mut needs = Vec::new();
-        for e in endpoints {
-            let inventory = Inventory {
-                os_id: e.os_id.as_deref(),
-                os_version: e.os_version.as_deref(),
-                packages: packages.get(&e.id).unwrap_or(&empty),
-                products: &e.products,
-            };
-            for f in findings(advisory, &inventory) {
-                needs.push(Need {
-                    endpoint: e.id.clone(),
+        let found = crate::vulnerabilities::advisory_findings_on(self.store(), advisory, endpoints).await?;
+        Ok(found
+            .into_iter()
+            .flat_map(|(endpoint, findings)| {
+                findings.into_iter().map(|f| Need {
+                    endpoint: endpoint.id.clone(),
                     advisory: advisory.id.clone(),
                     software: f.software,
                     fixed_version: f.fixed_version,
-                });
-            }
-        }
-        Ok(needs)
+                })
+            })
+            .collect())
     }
 
     /// Stored packages by product.
