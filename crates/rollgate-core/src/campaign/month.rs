@@ -68,6 +68,15 @@ impl MonthState {
         matches!(self, MonthState::Completed | MonthState::Failed)
     }
 
+    /// What was asked for when this is the effective state: Paused while Pausing (installs
+    /// still draining), else the state itself.
+    pub fn requested(self) -> MonthState {
+        match self {
+            MonthState::Pausing => MonthState::Paused,
+            state => state,
+        }
+    }
+
     /// The name used in storage, on the wire and on screen.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -412,10 +421,7 @@ impl Month {
     /// The requested state: what was asked for. It differs from the effective state only while
     /// Pausing, where Paused was requested and installs are still draining.
     pub fn requested(&self) -> MonthState {
-        match self.state {
-            MonthState::Pausing => MonthState::Paused,
-            state => state,
-        }
+        self.state.requested()
     }
     /// The reason of the last change.
     pub fn reason(&self) -> &str {

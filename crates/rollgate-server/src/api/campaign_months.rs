@@ -18,7 +18,7 @@ use rollgate_core::campaign::gate;
 use rollgate_core::campaign::month::{MonthError, MonthEvent, MonthState, StepPhase, VulnDecision};
 use rollgate_core::campaign::schedule::{first_month, YearMonth};
 use rollgate_core::member::MemberState;
-use rollgate_store::{EndpointRecord, PatchHealthRow, StoreError, TransitionRow};
+use rollgate_store::{EndpointRecord, PatchHealthRow, StoreError};
 use rollgate_wire::{
     BadPatchReport, CampaignCommandDone, CampaignDeviceView, CampaignMonthStep, CampaignMonthView, CampaignMonthVuln,
     CampaignTransitionView, PatchHealth,
@@ -26,7 +26,7 @@ use rollgate_wire::{
 use serde::Deserialize;
 
 use super::{now_ms, rfc3339, Admin, AgentId, ApiError, JsonBody, PathParams, QueryParams};
-use crate::campaign_months::{is_conflict, load_months, parse, Ctx, Loaded, StepStanding};
+use crate::campaign_months::{is_conflict, load_months, parse, save_decision, Ctx, Loaded, StepStanding};
 use crate::AppState;
 
 /// How often a command re-reads and retries after the month changed under it.
@@ -162,7 +162,7 @@ async fn run_command(
                 state.wake_scheduler.notify_one();
                 return Ok(CampaignCommandDone {
                     month: loaded.row.month.clone(),
-                    requested: requested_after(&t.to).to_owned(),
+                    requested: t.to.requested().as_str().to_owned(),
                     effective: t.to.as_str().to_owned(),
                     message: t.reason,
                 });
@@ -172,13 +172,6 @@ async fn run_command(
         }
     }
     Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("campaign `{name}` kept changing; try again")))
-}
-
-fn requested_after(effective: &MonthState) -> &'static str {
-    match effective {
-        MonthState::Pausing => MonthState::Paused.as_str(),
-        other => other.as_str(),
-    }
 }
 
 async fn event_of(ctx: &Ctx<'_>, loaded: &Loaded, command: &Command) -> Result<MonthEvent, ApiError> {
@@ -243,35 +236,22 @@ pub async fn vuln_action(
             MonthError::BadAdvisoryId { .. } => ApiError::bad_request(e.to_string()),
             e => ApiError::new(StatusCode::CONFLICT, "refused", e.to_string()),
         })?;
-        let now = now_ms();
         let message = if change.from == change.to {
             format!("vulnerability {advisory} was already {}", change.to.as_str())
         } else {
             format!("operator set vulnerability {advisory} from {} to {}", change.from.as_str(), change.to.as_str())
         };
-        let state_word = month.effective().as_str().to_owned();
-        let record = TransitionRow {
-            at: now,
-            from: state_word.clone(),
-            to: state_word.clone(),
-            step: u32::try_from(month.step()).unwrap_or(u32::MAX),
-            reason: message.clone(),
-        };
-        let row = rollgate_store::MonthRow {
-            snapshot: serde_json::to_string(&month.snapshot()).map_err(anyhow::Error::from)?,
-            ..loaded.row.clone()
-        };
-        match state.store.save_month(&row, &[record], now).await {
+        match save_decision(&*state.store, &loaded, &month, &message, now_ms()).await {
             Ok(()) => {
                 return Ok(Json(CampaignCommandDone {
                     month: loaded.row.month.clone(),
                     requested: month.requested().as_str().to_owned(),
-                    effective: state_word,
+                    effective: month.effective().as_str().to_owned(),
                     message,
                 }))
             }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(driver_error(e)),
         }
     }
     Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("campaign `{name}` kept changing; try again")))

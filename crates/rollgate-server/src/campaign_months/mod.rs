@@ -105,6 +105,23 @@ fn transition_row(t: &Transition) -> TransitionRow {
     }
 }
 
+/// Records an operator's decision that changed `loaded`'s month into `month` without moving
+/// its state (a vulnerability approval), with `reason` in its history; [`StoreError::Conflict`]
+/// when the month changed since it was read.
+pub async fn save_decision(
+    store: &dyn Store,
+    loaded: &Loaded,
+    month: &Month,
+    reason: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let state = month.effective();
+    let record = Transition { from: state, to: state, step: month.step(), at: now, reason: reason.to_owned() };
+    let row = row_of(&loaded.row.campaign, month, loaded.row.version, now)?;
+    store.save_month(&row, &[transition_row(&record)], now).await?;
+    Ok(())
+}
+
 /// A conflict error from the store, for callers that retry.
 pub fn is_conflict(e: &anyhow::Error) -> bool {
     matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_)))
