@@ -18,7 +18,7 @@ use rollgate_core::campaign::gate;
 use rollgate_core::campaign::month::{MonthError, MonthEvent, MonthState, StepPhase, VulnDecision};
 use rollgate_core::campaign::schedule::{first_month, YearMonth};
 use rollgate_core::member::MemberState;
-use rollgate_store::{EndpointRecord, PatchHealthRow, StoreError};
+use rollgate_store::{PatchHealthRow, StoreError};
 use rollgate_wire::{
     BadPatchReport, CampaignCommandDone, CampaignDeviceView, CampaignMonthStep, CampaignMonthView, CampaignMonthVuln,
     CampaignTransitionView, PatchHealth,
@@ -378,14 +378,14 @@ async fn step_view(
 /// Each collected advisory with its approval, affected endpoints and fixing packages.
 async fn vuln_views(ctx: &Ctx<'_>, loaded: &Loaded) -> Result<Vec<CampaignMonthVuln>, ApiError> {
     let records = ctx.collected(loaded.month.month()).await.map_err(driver_error)?;
-    let endpoints: Vec<EndpointRecord> = ctx.state.store.list_endpoints().await?;
+    let endpoints = ctx.endpoints().await.map_err(driver_error)?;
     // Every collected advisory, approved or not, so the operator sees what a decision changes.
     let mut everything = loaded.month.clone();
     for r in &records {
         // Decisions are bounded by MAX_VULN_DECISIONS; a refusal here only narrows the view.
         let _ = everything.decide_vuln(&r.id, VulnDecision::Reset);
     }
-    let needs = ctx.needs(&everything, &endpoints).await.map_err(driver_error)?;
+    let needs = ctx.needs(&everything, endpoints).await.map_err(driver_error)?;
     let packages = ctx.packages().await.map_err(driver_error)?;
     Ok(records
         .iter()

@@ -276,6 +276,7 @@ pub struct Ctx<'a> {
 /// A tick lasts well under a second; what agents report meanwhile is seen at the next one.
 #[derive(Default)]
 pub struct TickCache {
+    endpoints: tokio::sync::OnceCell<Vec<rollgate_store::EndpointRecord>>,
     last_seen: tokio::sync::OnceCell<HashMap<String, Option<Timestamp>>>,
     members: Mutex<HashMap<i64, step::Members>>,
 }
@@ -303,6 +304,14 @@ pub struct StoredDeployment {
 impl Ctx<'_> {
     fn store(&self) -> &dyn Store {
         &*self.state.store
+    }
+
+    /// Every endpoint with its inventory, read once per tick (or view): planning every step of
+    /// a month, and its vulnerabilities, match against the same list.
+    pub async fn endpoints(&self) -> anyhow::Result<&[rollgate_store::EndpointRecord]> {
+        let endpoints =
+            self.cache.endpoints.get_or_try_init(|| async { anyhow::Ok(self.store().list_endpoints().await?) }).await?;
+        Ok(endpoints)
     }
 
     /// When each endpoint was last seen, read once per tick.

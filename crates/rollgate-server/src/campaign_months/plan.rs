@@ -62,7 +62,7 @@ impl Ctx<'_> {
     /// The endpoints step `step` of `month` targets.
     pub async fn targeted(&self, month: &Month, step: usize) -> anyhow::Result<Vec<EndpointRecord>> {
         let selector = self.step_of(month, step)?.targets().clone();
-        Ok(self.store().list_endpoints().await?.into_iter().filter(|e| selector.matches(&e.id, &e.labels)).collect())
+        Ok(self.endpoints().await?.iter().filter(|e| selector.matches(&e.id, &e.labels)).cloned().collect())
     }
 
     /// What step `step` of `month` would deploy if it started now.
