@@ -44,7 +44,7 @@ use crate::AppState;
 mod plan;
 mod step;
 
-pub use plan::{collected, has_severity};
+pub use plan::collected;
 pub use step::{RunFacts, StepStanding};
 
 /// The name of the campaign driver's lease.

@@ -159,6 +159,6 @@ pub async fn collected(
 
 /// Whether `r` has `severity`: as the advisory list filters it (rating word or CVSS band), or
 /// through a publisher's own word for it (`important`, `moderate`).
-pub fn has_severity(r: &AdvisoryRecord, severity: Severity) -> bool {
+fn has_severity(r: &AdvisoryRecord, severity: Severity) -> bool {
     severity_matches(r, severity.as_str()) || r.rating.as_deref().and_then(Severity::of_rating) == Some(severity)
 }
